@@ -1,0 +1,136 @@
+"""The audio encoder: a ResNet-style CNN over the front end's features, then a projection head.
+
+Module names follow Wav2CLIP's published checkpoint (``audio_encoder.*`` for the ResNet trunk,
+``audio_transform.sequential.*`` for the MLP head), so that a Wav2CLIP state dict loads into the
+``wav2clip`` architecture key for key and every architecture shares one code path.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class EncoderConfig:
+    """Architecture of the trainable audio encoder.
+
+    The default is a small 4-stage ResNet (about 1.2 M parameters) sized for a 2-core CPU: a CNN
+    on 64 mel bands is enough to align sound to a frozen image space and many times cheaper than
+    Wav2CLIP's ResNet-18 on a 257-bin linear spectrogram (see ``benchmarks/embed.py``).
+    """
+
+    arch: str = "resnet"
+    stem_channels: int = 32
+    stem_kernel: int = 3
+    stem_pool: bool = True
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    pool: str = "avgmax"
+    head_hidden: list[int] = field(default_factory=lambda: [512])
+    dropout: float = 0.1
+    embed_dim: int = 512
+
+    @classmethod
+    def wav2clip(cls) -> "EncoderConfig":
+        """Wav2CLIP's layout: ResNet-18 trunk, 512-d average pool, MLP 512 -> 512 -> 512."""
+        return cls(
+            arch="wav2clip",
+            stem_channels=64,
+            stem_kernel=7,
+            stem_pool=True,
+            channels=[64, 128, 256, 512],
+            blocks=[2, 2, 2, 2],
+            pool="avg",
+            head_hidden=[512],
+            dropout=0.1,
+            embed_dim=512,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BasicBlock(nn.Module):
+    """The standard two-convolution residual block (torchvision naming, so Wav2CLIP keys match)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNetTrunk(nn.Module):
+    """Stem, four residual stages, global pooling: features ``[B, 1, F, T]`` -> ``[B, C]``."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, cfg.stem_channels, cfg.stem_kernel, 2, cfg.stem_kernel // 2, bias=False)
+        self.bn1 = nn.BatchNorm2d(cfg.stem_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if cfg.stem_pool else nn.Identity()
+        inplanes = cfg.stem_channels
+        for i, (planes, count) in enumerate(zip(cfg.channels, cfg.blocks)):
+            stride = 1 if i == 0 else 2
+            blocks = [BasicBlock(inplanes, planes, stride)] + [BasicBlock(planes, planes) for _ in range(count - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            inplanes = planes
+        self.num_stages = len(cfg.channels)
+        self.pool = cfg.pool
+        self.out_channels = inplanes
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        if self.pool == "avg":
+            return x.mean(dim=(2, 3))
+        # Mean over frequency, then mean + max over time: max keeps short events audible in long windows.
+        x = x.mean(dim=2)
+        return x.mean(dim=2) + x.amax(dim=2)
+
+
+class MLPHead(nn.Module):
+    """Linear -> ReLU -> Dropout -> ... -> Linear, laid out as Wav2CLIP's ``MLPLayers``."""
+
+    def __init__(self, units: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for u0, u1 in zip(units[:-1], units[1:]):
+            layers += [nn.Linear(u0, u1), nn.ReLU(), nn.Dropout(dropout)]
+        self.sequential = nn.Sequential(*layers[:-2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sequential(x)
+
+
+class AudioEncoder(nn.Module):
+    """Features -> embedding ``[B, embed_dim]`` (not normalised: :class:`~wavbrivl.WavBriVL` does that)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        if config.arch not in ("resnet", "wav2clip"):
+            raise ValueError(f"unknown encoder arch {config.arch!r}")
+        self.config = config
+        self.audio_encoder = ResNetTrunk(config)
+        self.audio_transform = MLPHead([self.audio_encoder.out_channels, *config.head_hidden, config.embed_dim], config.dropout)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.audio_transform(self.audio_encoder(features))
