@@ -82,10 +82,10 @@ class FrozenBackbone(nn.Module):
             what = f"open_clip model {config.model_name!r}" + (f" with pretrained weights {config.pretrained!r}" if config.pretrained else "")
             where = f" (preset/checkpoint {context!r})" if context else ""
             raise BackboneUnavailableError(f"could not load {what}{where}: {exc}. {OFFLINE_HINT}") from exc
-        model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model
+        self.train(False)
         self.preprocess = preprocess
         visual = model.visual
         self.embed_dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[-1])

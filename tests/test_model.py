@@ -1,0 +1,144 @@
+"""WavBriVL: determinism, batch independence, any clip length, checkpoints, frozen backbone, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wavbrivl import AudioError, WavBriVL
+from wavbrivl.backbone import BackboneUnavailableError
+
+from .conftest import tone, write_wav
+
+
+def noisy_tone(freq, seconds, seed=0):
+    rng = np.random.default_rng(seed)
+    return (tone(freq, seconds) + 0.05 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
+
+
+def test_embeddings_are_unit_norm_and_deterministic(tiny_model):
+    x = noisy_tone(440, 3.0)
+    a = tiny_model.embed_audio(x, sample_rate=16000)
+    b = tiny_model.embed_audio(x, sample_rate=16000)
+    assert a.shape == (1, tiny_model.embed_dim)
+    assert torch.equal(a, b)  # bit for bit on CPU
+    assert torch.allclose(a.norm(dim=-1), torch.ones(1))
+
+
+def test_embedding_alone_equals_embedding_in_a_batch(tiny_model):
+    clips = [noisy_tone(f, s, seed=i) for i, (f, s) in enumerate([(300, 1.0), (800, 4.0), (2000, 0.7), (150, 2.5)])]
+    alone = torch.cat([tiny_model.embed_audio(c, sample_rate=16000) for c in clips])
+    batched = tiny_model.embed_audio(clips, sample_rate=16000, batch_size=5)
+    # Same numbers up to float rounding: convolution kernels may sum in another order for another batch size.
+    assert torch.allclose(alone, batched, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 5.0, 60.0])
+def test_any_length(tiny_model, seconds):
+    emb = tiny_model.embed_audio(noisy_tone(500, seconds), sample_rate=16000)
+    assert emb.shape == (1, tiny_model.embed_dim) and torch.isfinite(emb).all()
+
+
+def test_bad_files_in_a_batch_are_reported_and_skipped(tiny_model, tmp_path):
+    good = write_wav(tmp_path / "good.wav", noisy_tone(440, 1.0))
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(16000, np.float32))
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_text("not audio" * 100)
+    result = tiny_model.embed_audio_many([good, garbage, good, silent])
+    assert result.indices == [0, 2]
+    assert [i for i, _ in result.errors] == [1, 3]
+    assert "garbage.wav" in result.errors[0][1] and "silent" in result.errors[1][1]
+    assert torch.equal(result.embeddings[0], result.embeddings[1])
+    with pytest.raises(AudioError, match="garbage.wav"):
+        tiny_model.embed_audio([good, garbage])
+
+
+def test_save_load_round_trip(tiny_model, tiny_checkpoint, tmp_path):
+    files = sorted(p.name for p in tiny_checkpoint.iterdir())
+    assert files == ["audio_encoder.safetensors", "backbone", "config.json"]
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["format_version"] == 1 and config["embed_dim"] == 32
+    assert config["backbone"]["id"] == "wavbrivl-tiny-clip/random-seed0"
+    loaded = WavBriVL.from_pretrained(tiny_checkpoint)
+    x = noisy_tone(700, 2.0)
+    assert torch.equal(loaded.embed_audio(x, sample_rate=16000), tiny_model.embed_audio(x, sample_rate=16000))
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    assert torch.equal(loaded.embed_image(img), tiny_model.embed_image(img))
+    assert torch.equal(loaded.embed_text(["a red circle"]), tiny_model.embed_text(["a red circle"]))
+    assert loaded.backbone_id == tiny_model.backbone_id
+    # Saving a loaded model again (backbone now local) keeps everything, and overwrites atomically.
+    again = loaded.save_pretrained(tmp_path / "again")
+    loaded.save_pretrained(again)
+    assert torch.equal(WavBriVL.from_pretrained(again).embed_text(["x"]), tiny_model.embed_text(["x"]))
+
+
+def test_backbone_is_frozen(tiny_model):
+    backbone = tiny_model.backbone
+    assert all(not p.requires_grad for p in backbone.parameters())
+    tiny_model.train()
+    assert not backbone.training and not backbone.model.training
+    assert tiny_model.audio_encoder.training
+    tiny_model.eval()
+    trainable = [n for n, p in tiny_model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("audio_encoder.") for n in trainable)
+
+
+def test_images_and_text(tiny_model, tmp_path):
+    path = tmp_path / "img.png"
+    Image.new("RGB", (50, 30), "red").save(path)
+    arr = np.zeros((30, 50, 3), np.uint8)
+    arr[..., 0] = 255
+    emb = tiny_model.embed_image([path, Image.open(path), arr])
+    assert emb.shape == (3, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(3))
+    assert torch.allclose(emb[0], emb[1]) and torch.allclose(emb[0], emb[2], atol=1e-5)
+    raw = tiny_model.embed_image(path, normalize=False)
+    assert not torch.allclose(raw.norm(), torch.tensor(1.0))
+    text = tiny_model.embed_text(["a red square", "a blue circle"])
+    sim = tiny_model.similarity(emb, text)
+    assert sim.shape == (3, 2) and sim.abs().max() <= 1 + 1e-5
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    with pytest.raises(ValueError, match="bad.png"):
+        tiny_model.embed_image(bad)
+
+
+def test_checkpoint_errors(tmp_path, tiny_checkpoint):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        WavBriVL.from_pretrained(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a wavbrivl checkpoint"):
+        WavBriVL.from_pretrained(tmp_path / "empty")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        WavBriVL.from_pretrained(broken)
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["encoder"]["channels"] = [16, 16, 16, 16]
+    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "audio_encoder.safetensors").write_bytes((tiny_checkpoint / "audio_encoder.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="do not match"):
+        WavBriVL.from_pretrained(broken)
+    with pytest.raises(FileNotFoundError, match="Hugging Face Hub"):
+        WavBriVL.from_pretrained("some-org/not-cached-anywhere", local_files_only=True)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset 'nope'; choose one of tiny"):
+        WavBriVL.from_preset("nope")
+
+
+def test_hub_backbone_offline_error_names_what_and_how(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = WavBriVL.from_preset("vit-b-32")
+    # Audio embedding needs no backbone weights at all.
+    assert model.embed_audio(noisy_tone(440, 1.0), sample_rate=16000).shape == (1, 512)
+    with pytest.raises(BackboneUnavailableError) as info:
+        model.embed_text(["a dog barking"])
+    message = str(info.value)
+    assert "ViT-B-32" in message and "openai" in message and "vit-b-32" in message
+    assert "HF_HUB_OFFLINE" in message and "starter" in message
