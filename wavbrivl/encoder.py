@@ -25,7 +25,7 @@ class EncoderConfig:
     arch: str = "resnet"
     stem_channels: int = 32
     stem_kernel: int = 3
-    stem_pool: bool = True
+    stem_pool: str = "avg2"
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     pool: str = "avgmax"
@@ -40,7 +40,7 @@ class EncoderConfig:
             arch="wav2clip",
             stem_channels=64,
             stem_kernel=7,
-            stem_pool=True,
+            stem_pool="max3",
             channels=[64, 128, 256, 512],
             blocks=[2, 2, 2, 2],
             pool="avg",
@@ -82,7 +82,12 @@ class ResNetTrunk(nn.Module):
         self.conv1 = nn.Conv2d(1, cfg.stem_channels, cfg.stem_kernel, 2, cfg.stem_kernel // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(cfg.stem_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if cfg.stem_pool else nn.Identity()
+        # Wav2CLIP's 3x3 max pool is kept for its layout; the default 2x2 average pool does the same
+        # downsampling at a quarter of the cost on CPU (max_pool2d was a third of the encoder's time).
+        pools = {"max3": lambda: nn.MaxPool2d(3, 2, 1), "avg2": lambda: nn.AvgPool2d(2, 2), "none": nn.Identity}
+        if cfg.stem_pool not in pools:
+            raise ValueError(f"unknown stem_pool {cfg.stem_pool!r}; choose one of {', '.join(pools)}")
+        self.maxpool = pools[cfg.stem_pool]()
         inplanes = cfg.stem_channels
         for i, (planes, count) in enumerate(zip(cfg.channels, cfg.blocks)):
             stride = 1 if i == 0 else 2
