@@ -173,8 +173,14 @@ class WavBriVL(nn.Module):
             raise ValueError(f"{weights}: weights do not match the encoder in config.json ({exc})") from None
         return model.to(device)
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the checkpoint folder atomically (a crash never leaves a half-written checkpoint)."""
+    def save_pretrained(
+        self, path: str | os.PathLike, *, extra_files: dict[str, Callable[[Path], None]] | None = None
+    ) -> Path:
+        """Write the checkpoint folder atomically (a crash never leaves a half-written checkpoint).
+
+        ``extra_files`` maps file names to writers called with the path to write (the trainer stores its
+        resumable state and resolved config this way, inside the same atomic swap).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -187,6 +193,8 @@ class WavBriVL(nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in self.audio_encoder.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            for name, write in (extra_files or {}).items():
+                write(tmp / name)
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

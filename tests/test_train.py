@@ -1,0 +1,197 @@
+"""Training: it learns, it resumes exactly, the frozen towers run once, bad rows are skipped."""
+from __future__ import annotations
+
+import csv
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wavbrivl import WavBriVL
+from wavbrivl.cache import EmbeddingCache, image_targets
+from wavbrivl.cli import main
+from wavbrivl.data import read_manifest
+from wavbrivl.losses import MemoryQueue, contrastive_logits, info_nce
+from wavbrivl.train import TrainConfig, train
+from wavbrivl.world import write_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return write_world(tmp_path_factory.mktemp("world"), n_per_combo=8, seed=0)
+
+
+def count_image_tower_calls(model, monkeypatch):
+    calls = {"images": 0}
+    original = type(model.backbone).encode_image
+
+    def counting(self, pixels, normalize=True):
+        calls["images"] += pixels.shape[0]
+        return original(self, pixels, normalize)
+
+    monkeypatch.setattr(type(model.backbone), "encode_image", counting)
+    return calls
+
+
+def test_training_lowers_loss_and_lifts_recall(world, tmp_path):
+    cfg = TrainConfig(manifest=str(world), out=str(tmp_path / "run"), max_steps=150, batch_size=32, lr=3e-3,
+                      val_every=50, log_every=10, progress=False)
+    result = train(cfg)
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
+    n_val = sum(1 for r in read_manifest(world) if r.split == "val")
+    assert result.best_metrics["R@1"] >= 3.0 / n_val  # chance is 1 / n_val
+    model = WavBriVL.from_pretrained(result.best_dir)
+    assert model.config.image_embed_norm and model.config.image_embed_norm > 0
+    assert json.loads((result.best_dir / "train_config.json").read_text())["max_steps"] == 150
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert rows[-1]["step"] == "150" and rows[-1]["val_R@1"] != ""
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_from_the_same_step_and_queue(world, tmp_path):
+    base = dict(manifest=str(world), max_steps=40, batch_size=16, checkpoint_every=20, val_every=1000,
+                progress=False, queue_size=64, momentum=0.99)
+    full = train(TrainConfig(out=str(tmp_path / "full"), **base))
+    # The same run, interrupted after step 20, then resumed.
+    stopped = train(TrainConfig(out=str(tmp_path / "part"), stop_at_step=20, **base))
+    state = torch.load(tmp_path / "part" / "last" / "trainer_state.pt", weights_only=True)
+    assert stopped.step == 20 and int(state["step"]) == 20 and int((state["image_queue"]["ids"] >= 0).sum()) > 16
+    resumed = train(TrainConfig(out=str(tmp_path / "part"), resume=True, **base))
+    assert resumed.step == 40
+    a = WavBriVL.from_pretrained(full.last_dir).audio_encoder.state_dict()
+    b = WavBriVL.from_pretrained(resumed.last_dir).audio_encoder.state_dict()
+    end_full = torch.load(tmp_path / "full" / "last" / "trainer_state.pt", weights_only=True)
+    end = torch.load(tmp_path / "part" / "last" / "trainer_state.pt", weights_only=True)
+    for name in ("image_queue", "audio_queue"):
+        for key in ("keys", "ids", "ptr"):
+            assert torch.allclose(end[name][key].float(), end_full[name][key].float(), atol=1e-5), (name, key)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-4), k
+
+
+def test_frozen_tower_runs_once_per_image(world, tmp_path, monkeypatch):
+    model = WavBriVL.from_preset("tiny")
+    calls = count_image_tower_calls(model, monkeypatch)
+    rows = [r for r in read_manifest(world) if r.split == "train"]
+    first, norm = image_targets(model, rows, tmp_path / "cache")
+    assert calls["images"] == len(rows) and norm > 0
+    again, _ = image_targets(model, rows, tmp_path / "cache")  # a new run, same cache folder
+    assert calls["images"] == len(rows) and torch.equal(first, again)
+    train(TrainConfig(manifest=str(world), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+                      max_steps=10, batch_size=16, val_every=1000, progress=False), model=model)
+    n_val = sum(1 for r in read_manifest(world) if r.split == "val")
+    assert calls["images"] == len(rows) + n_val  # only the validation images were new
+
+
+def test_corrupt_cache_is_rebuilt_and_backbone_change_invalidates(world, tmp_path, monkeypatch):
+    model = WavBriVL.from_preset("tiny")
+    calls = count_image_tower_calls(model, monkeypatch)
+    rows = read_manifest(world)[:20]
+    first, _ = image_targets(model, rows, tmp_path / "cache")
+    shard = next((tmp_path / "cache").rglob("shard-*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    data[-8:] = b"\x00garbage"
+    shard.write_bytes(bytes(data))
+    rebuilt, _ = image_targets(model, rows, tmp_path / "cache")
+    assert calls["images"] == 40 and torch.allclose(first, rebuilt)
+    truncated = next((tmp_path / "cache").rglob("shard-*.safetensors"))
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    image_targets(model, rows, tmp_path / "cache")
+    assert calls["images"] == 60
+    other = EmbeddingCache(tmp_path / "cache", "another-backbone/tag", "image")
+    assert len(other) == 0
+
+
+def test_bad_rows_are_reported_and_skipped(world, tmp_path, capsys):
+    rows = list(csv.DictReader(open(world)))
+    out_rows = []
+    for i, r in enumerate(rows[:60]):
+        r = dict(r)
+        r["audio"] = str(world.parent / r["audio"])
+        r["image"] = str(world.parent / r["image"])
+        if i == 3:
+            r["audio"] = str(tmp_path / "missing.wav")
+        if i == 5:
+            (tmp_path / "corrupt.png").write_text("not a png")
+            r["image"] = str(tmp_path / "corrupt.png")
+        if i == 7:
+            (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00")
+            r["audio"] = str(tmp_path / "corrupt.wav")
+        r["split"] = "train"
+        out_rows.append(r)
+    manifest = tmp_path / "bad.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(out_rows[0]))
+        w.writeheader()
+        w.writerows(out_rows)
+    code = main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"), "--max-steps", "5",
+                 "--batch-size", "8", "--no-progress"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "missing.wav" in captured.err and "corrupt.png" in captured.err and "corrupt.wav" in captured.err
+    assert "3 row(s) skipped" in captured.out
+
+
+def test_config_file_and_flags(world, tmp_path):
+    cfg_file = tmp_path / "train.yaml"
+    cfg_file.write_text(f"manifest: {world}\nout: {tmp_path / 'run'}\nmax_steps: 4\nbatch_size: 8\nloss: clip\nprogress: false\n")
+    assert main(["train", "--config", str(cfg_file), "--max-steps", "6"]) == 0
+    resolved = json.loads((tmp_path / "run" / "last" / "train_config.json").read_text())
+    assert resolved["max_steps"] == 6 and resolved["loss"] == "clip"
+    cfg_file.write_text("manifest: x\nout: y\nlearning_rate: 3\n")
+    assert main(["train", "--config", str(cfg_file)]) == 1
+
+
+def test_queue_masks_the_same_clip():
+    q = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
+    queue = MemoryQueue(3, 4)
+    queue.enqueue(torch.stack([q[0], q[1], -q[0]]), torch.tensor([7, 8, 9]))
+    logits = contrastive_logits(q, q, torch.tensor([7, 8]), 0.1, queue)
+    assert logits.shape == (2, 5)
+    assert torch.isinf(logits[0, 2]) and torch.isinf(logits[1, 3])  # own clip in the queue
+    assert torch.isfinite(logits[0, 3]) and torch.isfinite(logits[0, 4])
+    dup = contrastive_logits(q, q, torch.tensor([5, 5]), 0.1)  # the same clip twice in a batch
+    assert torch.isinf(dup[0, 1]) and torch.isfinite(dup[0, 0])
+    assert float(info_nce(q, q, torch.tensor([7, 8]), 0.1, queue)) >= 0
+    queue.enqueue(torch.zeros(5, 4), torch.arange(5))  # more than the queue holds
+    assert queue.ids.tolist() == [3, 4, 2] or sorted(queue.ids.tolist()) == [2, 3, 4]
+
+
+def test_prepare_videos(tmp_path):
+    videos = tmp_path / "videos" / "beeps"
+    videos.mkdir(parents=True)
+    path = videos / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream("mpeg4", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
+        as_ = container.add_stream("aac", rate=16000)
+        as_.layout = "mono"
+        for i in range(20):
+            img = np.full((32, 32, 3), i * 12, np.uint8)
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        t = np.arange(32000) / 16000
+        samples = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for start in range(0, samples.size, 1024):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="flt", layout="mono")
+            frame.sample_rate = 16000
+            for packet in as_.encode(frame):
+                container.mux(packet)
+        for stream in (vs, as_):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    (videos / "broken.mp4").write_bytes(b"\x00" * 100)
+    code = main(["prepare-videos", str(tmp_path / "videos"), str(tmp_path / "out"), "--frames", "3"])
+    assert code == 0
+    rows = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert len(rows) == 1 and rows[0].label == "beeps" and len(rows[0].images) == 3
+    brightness = [np.asarray(Image.open(p)).mean() for p in rows[0].images]
+    assert brightness == sorted(brightness) and brightness[0] < brightness[-1]  # evenly spaced, in order
+    from wavbrivl.audio import load_audio
+
+    audio = load_audio(rows[0].audio)
+    assert 1.5 < audio.numel() / 16000 < 2.5

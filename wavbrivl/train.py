@@ -1,0 +1,362 @@
+"""Efficient tuning: train only the audio encoder against the frozen image space.
+
+The loop runs on Hugging Face Accelerate, so ``python -m wavbrivl train ...`` runs on a CPU and
+``accelerate launch -m wavbrivl train ...`` on one or several GPUs with mixed precision, unchanged.
+
+Why it is cheap: the frozen image tower runs once per image, ever (:mod:`wavbrivl.cache`); audio is
+decoded once per run and kept in memory (up to ``max_clip_seconds`` per clip); each step is one small
+CNN forward/backward on random windows. Every step draws its randomness (batch order, crops, gains,
+masks, dropout) from ``(seed, step)``, so a run resumed from a checkpoint continues exactly as if it had
+never stopped.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import image_targets
+from .data import Skipped, load_waveforms, read_manifest, select_split
+from .losses import MemoryQueue, Temperature, clip_loss, info_nce
+from .metrics import retrieval_metrics
+from .model import WavBriVL
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "trainer_state.pt"
+CONFIG_NAME = "train_config.json"
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (also loadable from YAML/JSON; written next to each checkpoint)."""
+
+    manifest: str
+    out: str
+    preset: str | None = "tiny"
+    init: str | None = None  # start from this checkpoint (e.g. an imported Wav2CLIP one)
+    train_head_only: bool = False  # freeze the CNN trunk, train the projection head (very small data)
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_dir: str | None = None  # default: OUT/cache
+    loss: str = "moco"  # "moco" (InfoNCE + memory queue) or "clip" (in-batch symmetric)
+    queue_size: int = 4096
+    momentum: float | None = None  # e.g. 0.995: momentum audio encoder + symmetric image->audio term
+    temperature: float = 0.07
+    learnable_temperature: bool = False
+    epochs: int = 20
+    max_steps: int | None = None
+    stop_at_step: int | None = None  # stop early with a resumable checkpoint, keeping the full run's schedule
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 30
+    gain_db: float = 6.0
+    time_shift: bool = True
+    max_clip_seconds: float = 30.0
+    val_every: int = 100
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    mixed_precision: str = "no"  # "no", "fp16", "bf16"
+    device: str | None = None  # None: let Accelerate choose; "cpu" forces the CPU
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("moco", "clip"):
+            raise ValueError(f"loss must be 'moco' or 'clip', not {self.loss!r}")
+        if self.momentum is not None and not 0.0 < self.momentum < 1.0:
+            raise ValueError("momentum must be in (0, 1)")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 for a contrastive loss")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "TrainConfig":
+        """Options from a YAML or JSON file; ``overrides`` (e.g. CLI flags) win."""
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown training option(s): {', '.join(sorted(unknown))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    best_dir: Path
+    last_dir: Path
+    step: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + 17) % (2**31 - 1)
+
+
+def _make_batch(
+    waves: list[np.ndarray], idx: list[int], window: int, g: torch.Generator, cfg: TrainConfig, augment: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (or, without augmentation, leading) windows of the clips, with random gain and shift."""
+    batch = torch.zeros(len(idx), window)
+    valid = torch.zeros(len(idx), dtype=torch.long)
+    for row, i in enumerate(idx):
+        wave = torch.from_numpy(waves[i])
+        n = wave.numel()
+        if n > window:
+            start = int(torch.randint(0, n - window + 1, (1,), generator=g)) if augment else 0
+            crop, offset = wave[start : start + window], 0
+        else:
+            crop = wave
+            room = window - n
+            offset = int(torch.randint(0, min(room, window // 10) + 1, (1,), generator=g)) if augment and cfg.time_shift else 0
+        if augment and cfg.gain_db > 0:
+            crop = crop * 10 ** (float(torch.empty(1).uniform_(-cfg.gain_db, cfg.gain_db, generator=g)) / 20)
+        batch[row, offset : offset + crop.numel()] = crop
+        valid[row] = offset + crop.numel()
+    return batch, valid
+
+
+def _spec_augment(features: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """SpecAugment-style masks (set to 0, the per-sample mean of normalised features)."""
+    b, _, n_freq, n_time = features.shape
+    mask = torch.ones(b, 1, n_freq, n_time, device=features.device)
+    for _ in range(cfg.freq_masks):
+        width = torch.randint(0, cfg.freq_mask_width + 1, (b,), generator=g)
+        start = (torch.rand(b, generator=g) * (n_freq - width).clamp_min(1)).long()
+        f = torch.arange(n_freq)[None, :]
+        mask *= (~((f >= start[:, None]) & (f < (start + width)[:, None]))).float()[:, None, :, None].to(mask)
+    for _ in range(cfg.time_masks):
+        width = torch.randint(0, cfg.time_mask_width + 1, (b,), generator=g)
+        start = (torch.rand(b, generator=g) * (n_time - width).clamp_min(1)).long()
+        t = torch.arange(n_time)[None, :]
+        mask *= (~((t >= start[:, None]) & (t < (start + width)[:, None]))).float()[:, None, None, :].to(mask)
+    return features * mask
+
+
+def evaluate_retrieval(model: WavBriVL, waves: list[np.ndarray], targets: torch.Tensor) -> dict[str, float]:
+    """Audio -> image R@1/R@5/R@10 of each clip against the targets of all clips (the validation split)."""
+    result = model.embed_audio_many(waves, sample_rate=model.config.frontend.sample_rate, batch_size=64)
+    if result.errors:
+        raise ValueError(f"validation audio failed: {result.errors[0][1]}")
+    sim = result.embeddings @ targets.T
+    return retrieval_metrics(sim, torch.eye(len(waves), dtype=torch.bool))
+
+
+def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
+    """Run (or resume) a training run; returns where the best and last checkpoints are."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from torch.utils.tensorboard import SummaryWriter
+
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        model = WavBriVL.from_pretrained(cfg.init) if cfg.init else WavBriVL.from_preset(cfg.preset or "tiny", seed=cfg.seed)
+    model.to(accelerator.device)
+    sr = model.config.frontend.sample_rate
+    window = model.config.frontend.window_samples
+
+    rows = read_manifest(cfg.manifest)
+    if not any(r.split for r in rows):
+        train_rows, val_rows = rows, []
+    else:
+        train_rows, val_rows = select_split(rows, cfg.train_split), select_split(rows, cfg.val_split)
+    if not train_rows:
+        raise ValueError(f"{cfg.manifest}: no rows in split {cfg.train_split!r}")
+    waves, train_rows, skipped = load_waveforms(train_rows, sr, cfg.max_clip_seconds)
+    val_waves, val_rows, val_skipped = load_waveforms(val_rows, sr, cfg.max_clip_seconds)
+    skipped += val_skipped
+    if len(waves) < 2:
+        raise ValueError(f"{cfg.manifest}: fewer than 2 usable training rows ({len(skipped)} skipped)")
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
+    targets, mean_norm = image_targets(model, train_rows, cache_dir, progress=cfg.progress)
+    val_targets = image_targets(model, val_rows, cache_dir)[0] if val_rows else None
+    model.config.image_embed_norm = mean_norm
+    n = len(waves)
+
+    encoder = model.audio_encoder
+    encoder.train()
+    if cfg.train_head_only:
+        for p in encoder.audio_encoder.parameters():
+            p.requires_grad_(False)
+        encoder.audio_encoder.eval()
+    temperature = Temperature(cfg.temperature, cfg.learnable_temperature).to(accelerator.device)
+    params = [p for p in encoder.parameters() if p.requires_grad] + list(temperature.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_process = max(2, cfg.batch_size // accelerator.num_processes)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    scheduler = get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps // 5), total_steps)
+    dim = model.embed_dim
+    queue_size = min(cfg.queue_size, n) if cfg.loss == "moco" else 0
+    image_queue = MemoryQueue(queue_size, dim).to(accelerator.device)
+    audio_queue = MemoryQueue(queue_size, dim).to(accelerator.device) if cfg.momentum else None
+    momentum_encoder = copy.deepcopy(encoder).requires_grad_(False) if cfg.momentum else None
+    encoder, optimizer, scheduler = accelerator.prepare(encoder, optimizer, scheduler)
+
+    start_step, best = 0, {"R@1": -1.0}
+    last_dir, best_dir = out / "last", out / "best"
+    if cfg.resume and (last_dir / STATE_NAME).is_file():
+        state = torch.load(last_dir / STATE_NAME, map_location="cpu", weights_only=True)
+        resumed = WavBriVL.from_pretrained(last_dir)
+        accelerator.unwrap_model(encoder).load_state_dict(resumed.audio_encoder.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        image_queue.load_state_dict(state["image_queue"])
+        temperature.load_state_dict(state["temperature"])
+        if audio_queue is not None and momentum_encoder is not None:
+            audio_queue.load_state_dict(state["audio_queue"])
+            momentum_encoder.load_state_dict(state["momentum_encoder"])
+        start_step, best = int(state["step"]), dict(state["best"])
+        log.info("resumed from %s at step %d", last_dir, start_step)
+    elif cfg.resume:
+        log.warning("--resume: no checkpoint in %s yet; starting from scratch", last_dir)
+
+    resolved = asdict(cfg)
+
+    def save(path: Path, step: int) -> None:
+        def write_state(p: Path) -> None:
+            state = {
+                "step": torch.tensor(step), "best": {k: float(v) for k, v in best.items()},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "image_queue": image_queue.state_dict(), "temperature": temperature.state_dict(),
+            }
+            if audio_queue is not None and momentum_encoder is not None:
+                state["audio_queue"] = audio_queue.state_dict()
+                state["momentum_encoder"] = momentum_encoder.state_dict()
+            torch.save(state, p)
+
+        model.config.info = {**model.config.info, "trained_steps": step, "manifest": str(cfg.manifest), "val": best}
+        if accelerator.is_main_process:
+            model.save_pretrained(path, extra_files={
+                STATE_NAME: write_state,
+                CONFIG_NAME: lambda p: p.write_text(json.dumps(resolved, indent=2) + "\n"),
+            })
+
+    metrics_path = out / "metrics.csv"
+    new_log = not metrics_path.exists() or start_step == 0
+    metrics_file = open(metrics_path, "w" if new_log else "a", newline="")
+    writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5"])
+    if new_log:
+        writer.writeheader()
+    tb = SummaryWriter(str(out / "tensorboard")) if accelerator.is_main_process else None
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(start_step, total_steps), desc="training", initial=start_step, total=total_steps,
+               disable=not cfg.progress or not accelerator.is_main_process)
+    running = 0.0
+    for step in bar:
+        if cfg.stop_at_step is not None and step >= cfg.stop_at_step:
+            break
+        epoch, offset = divmod(step, steps_per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).tolist()
+        idx = perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+        if len(idx) < 2:  # a last batch of one clip has no negatives: take it from the front of the epoch
+            idx = perm[: cfg.batch_size]
+        idx = idx[accelerator.process_index :: accelerator.num_processes][:per_process]
+        g = torch.Generator().manual_seed(_step_seed(cfg.seed, step))
+        torch.manual_seed(_step_seed(cfg.seed, step))  # dropout
+        wave, valid = _make_batch(waves, idx, window, g, cfg, augment=True)
+        ids = torch.tensor(idx, device=accelerator.device)
+        keys = targets[idx].to(accelerator.device)
+        features = model.frontend(wave.to(accelerator.device), valid)
+        if cfg.spec_augment:
+            features = _spec_augment(features, cfg, g)
+        with accelerator.autocast():
+            audio = F.normalize(encoder(features).float(), dim=-1)
+        t = temperature()
+        if cfg.loss == "clip":
+            loss = clip_loss(audio, keys, ids, t)
+        else:
+            loss = info_nce(audio, keys, ids, t, image_queue)
+            if momentum_encoder is not None and audio_queue is not None:
+                with torch.no_grad():
+                    audio_keys = F.normalize(momentum_encoder(features).float(), dim=-1)
+                # image -> audio: the frozen image is the query; the online audio of the batch are the
+                # positives/negatives with gradient, the momentum keys of past batches extra negatives.
+                loss = 0.5 * (loss + info_nce(keys, audio, ids, t, audio_queue))
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            image_queue.enqueue(keys, ids)
+            if momentum_encoder is not None and audio_queue is not None:
+                audio_queue.enqueue(audio_keys, ids)
+                online = accelerator.unwrap_model(encoder).state_dict()
+                for name, value in momentum_encoder.state_dict().items():
+                    if value.dtype.is_floating_point:
+                        value.mul_(cfg.momentum).add_(online[name].detach(), alpha=1 - cfg.momentum)
+                    else:
+                        value.copy_(online[name])
+        loss_value = float(loss.detach())
+        running = 0.9 * running + 0.1 * loss_value if step > start_step else loss_value
+        done = step + 1
+        record: dict[str, float] = {}
+        if done % cfg.log_every == 0 or done == total_steps:
+            record = {"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "temperature": float(t)}
+            bar.set_postfix(loss=f"{running:.3f}")
+        if val_targets is not None and (done % cfg.val_every == 0 or done == total_steps):
+            metrics = evaluate_retrieval(model, val_waves, val_targets)
+            encoder.train()
+            if cfg.train_head_only:
+                accelerator.unwrap_model(encoder).audio_encoder.eval()
+            record.update({"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "temperature": float(t),
+                           "val_R@1": metrics["R@1"], "val_R@5": metrics["R@5"]})
+            if metrics["R@1"] > best["R@1"]:
+                best = {"step": done, "R@1": metrics["R@1"], "R@5": metrics["R@5"], "R@10": metrics["R@10"]}
+                save(best_dir, done)
+                encoder.train()
+        if record:
+            history.append(record)
+            writer.writerow({k: record.get(k, "") for k in writer.fieldnames})
+            metrics_file.flush()
+            if tb is not None:
+                for k, v in record.items():
+                    if k != "step":
+                        tb.add_scalar(k.replace("@", "_at_"), v, done)
+        if done % cfg.checkpoint_every == 0 and done != total_steps:
+            save(last_dir, done)
+            encoder.train()
+    metrics_file.close()
+    if tb is not None:
+        tb.close()
+    model.eval()
+    final_step = min(total_steps, cfg.stop_at_step) if cfg.stop_at_step is not None else total_steps
+    save(last_dir, final_step)
+    if val_targets is None or not best_dir.exists():
+        best = {"step": final_step, **({} if val_targets is None else evaluate_retrieval(model, val_waves, val_targets))}
+        save(best_dir, final_step)
+    if skipped:
+        log.warning("%d row(s) skipped; the run used the other %d training and %d validation rows", len(skipped), n, len(val_waves))
+    return TrainResult(best_dir, last_dir, final_step, best, history, skipped, time.perf_counter() - t_start)
