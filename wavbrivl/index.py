@@ -293,12 +293,16 @@ class GalleryIndex:
 
 
 def exact_topk(matrix: torch.Tensor, q: torch.Tensor, k: int, chunk: int = 262_144) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact cosine top-k: chunked matrix products (bounded memory, float16 storage upcast per chunk)."""
+    """Exact cosine top-k: chunked matrix products in the storage precision (bounded memory).
+
+    float16 storage is multiplied in float16 (upcasting a 1M-row chunk first was 5x slower than the
+    product itself); scores are compared in float32.
+    """
     best_s = torch.full((q.shape[0], 0), float("-inf"))
     best_i = torch.zeros((q.shape[0], 0), dtype=torch.long)
     for start in range(0, matrix.shape[0], chunk):
         block = matrix[start : start + chunk]
-        scores = q @ (block if block.dtype == torch.float32 else block.float()).T
+        scores = (q.to(block.dtype) @ block.T).float()
         s, i = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         best_s, order = torch.topk(torch.cat([best_s, s], dim=1), min(k, best_s.shape[1] + s.shape[1]), dim=1)
         best_i = torch.gather(torch.cat([best_i, i + start], dim=1), 1, order)
@@ -313,8 +317,12 @@ def _faiss_available() -> bool:
     return True
 
 
-def build_faiss(vectors: np.ndarray, m: int = 32, ef_search: int = 128):
-    """An HNSW inner-product index (cosine on unit vectors) over ``vectors``."""
+def build_faiss(vectors: np.ndarray, m: int = 32, ef_search: int = 512):
+    """An HNSW inner-product index (cosine on unit vectors) over ``vectors``.
+
+    ``ef_search=512`` keeps recall@10 >= 0.95 even on structureless random vectors (the worst case);
+    real embeddings are clustered and reach ~1.0 (benchmarks/index.py measures both).
+    """
     try:
         import faiss
     except ImportError:

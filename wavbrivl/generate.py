@@ -1,0 +1,317 @@
+"""Audio-to-image generation: an embedding from the shared space drives a diffusers pipeline.
+
+The audio embedding lives in the frozen image tower's space, so it can stand where an *image* embedding
+goes in an image-embedding-conditioned diffusion model. Two backends share one interface,
+:class:`Generator`:
+
+* ``StableUnCLIPImg2ImgPipeline`` (``stabilityai/stable-diffusion-2-1-unclip``), which consumes OpenCLIP
+  ViT-H-14 (``laion2b_s32b_b79k``) image embeddings: pair it with checkpoints of the ``vit-h-14`` preset.
+* :class:`EmbeddingToImagePipeline`, a small pixel-space UNet conditioned on the embedding, trained by this
+  project for the offline starter world (:func:`train_embedding_generator`).
+
+Why embeddings are rescaled: the audio encoder outputs unit vectors (only direction carries meaning in a
+cosine space), but unCLIP was trained on *raw* projected image embeddings whose norm is far from 1 (about
+15-20 for ViT-H-14). Feeding a unit vector would look like a nearly blank image embedding to the pipeline,
+so the direction is rescaled to the mean raw image-embedding norm measured on the training images and
+recorded in the checkpoint (``config.image_embed_norm``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+UNCLIP_MODEL_ID = "stabilityai/stable-diffusion-2-1-unclip"
+UNCLIP_SPACE = "ViT-H-14/laion2b_s32b_b79k"
+GENERATOR_CONFIG = "wavbrivl_generator.json"
+
+ProgressFn = Callable[[int, int], None]
+
+
+def blend_embeddings(parts: dict[str, tuple[torch.Tensor, float]]) -> torch.Tensor:
+    """Weighted mix of unit embeddings (e.g. ``{"audio": (a, 0.7), "text": (t, 0.3)}``), renormalised."""
+    total = None
+    for name, (emb, weight) in parts.items():
+        if weight == 0:
+            continue
+        v = F.normalize(torch.as_tensor(emb, dtype=torch.float32).reshape(-1, emb.shape[-1]), dim=-1) * float(weight)
+        total = v if total is None else total + v
+    if total is None:
+        raise ValueError("blend_embeddings: every weight is zero")
+    return F.normalize(total, dim=-1)
+
+
+# ============================================================================ the starter pipeline
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel  # noqa: E402
+
+
+class EmbeddingToImagePipeline(DiffusionPipeline):
+    """Pixel-space diffusion conditioned on one embedding vector (the offline starter's generator).
+
+    The embedding enters the UNet twice: added to the timestep embedding (``class_embed_type="projection"``,
+    global attributes such as colour) and as a one-token cross-attention context (``encoder_hid_dim``,
+    projected inside the UNet). Classifier-free guidance uses the zero vector as the null condition, which
+    training shows the model 10 % of the time.
+    """
+
+    def __init__(self, unet: UNet2DConditionModel, scheduler: DDIMScheduler) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image_embeds: torch.Tensor,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 3.0,
+        generator: torch.Generator | None = None,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
+        output_type: str = "pil",
+    ):
+        unet = self.unet
+        b = image_embeds.shape[0]
+        cond = image_embeds.to(unet.device, unet.dtype)
+        size = unet.config.sample_size
+        x = torch.randn((b, unet.config.in_channels, size, size), generator=generator, device="cpu").to(unet.device, unet.dtype)
+        self.scheduler.set_timesteps(num_inference_steps)
+        guided = guidance_scale > 1.0
+        context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
+        for i, t in enumerate(self.scheduler.timesteps):
+            inp = torch.cat([x, x]) if guided else x
+            eps = unet(inp, t, encoder_hidden_states=context[:, None, :], class_labels=context).sample
+            if guided:
+                uncond, c = eps.chunk(2)
+                eps = uncond + guidance_scale * (c - uncond)
+            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {})
+        images = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        if output_type == "np":
+            return images
+        return _Output([Image.fromarray(a) for a in images])
+
+
+class _Output:
+    def __init__(self, images: list[Image.Image]) -> None:
+        self.images = images
+
+
+def tiny_unet_config(embed_dim: int, sample_size: int = 32, channels: Sequence[int] = (32, 64, 64)) -> dict[str, Any]:
+    """A small pixel-space UNet conditioned on a ``embed_dim`` vector."""
+    return dict(
+        sample_size=sample_size, in_channels=3, out_channels=3, layers_per_block=1,
+        block_out_channels=tuple(channels),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (len(channels) - 1) + ("UpBlock2D",),
+        cross_attention_dim=channels[-1], attention_head_dim=8, norm_num_groups=8,
+        encoder_hid_dim=embed_dim, class_embed_type="projection", projection_class_embeddings_input_dim=embed_dim,
+    )
+
+
+def train_embedding_generator(
+    images: Sequence[Image.Image],
+    embeddings: torch.Tensor,
+    *,
+    steps: int = 3000,
+    batch_size: int = 64,
+    lr: float = 3e-4,
+    seed: int = 0,
+    sample_size: int = 32,
+    channels: Sequence[int] = (32, 64, 64),
+    null_prob: float = 0.1,
+    progress: bool = True,
+    log_every: int = 100,
+) -> tuple[EmbeddingToImagePipeline, list[float]]:
+    """Train :class:`EmbeddingToImagePipeline` on (image, unit embedding) pairs; returns it and the loss curve."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    emb = F.normalize(embeddings.float(), dim=-1)
+    pixels = torch.stack([
+        torch.from_numpy(np.array(img.convert("RGB").resize((sample_size, sample_size), Image.BICUBIC))).permute(2, 0, 1)
+        for img in images
+    ]).float() / 127.5 - 1
+    unet = UNet2DConditionModel(**tiny_unet_config(emb.shape[1], sample_size, channels))
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    g = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    unet.train()
+    for step in tqdm(range(steps), desc="training generator", disable=not progress):
+        idx = torch.randint(0, len(pixels), (batch_size,), generator=g)
+        x0, c = pixels[idx], emb[idx].clone()
+        c[torch.rand(batch_size, generator=g) < null_prob] = 0
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (batch_size,), generator=g)
+        xt = noise_sched.add_noise(x0, noise, t)
+        pred = unet(xt, t, encoder_hidden_states=c[:, None, :], class_labels=c).sample
+        loss = F.mse_loss(pred, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        if progress and step % log_every == 0:
+            log.info("generator step %d loss %.4f", step, np.mean(losses[-log_every:]))
+    unet.eval()
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
+    return EmbeddingToImagePipeline(unet=unet, scheduler=ddim), losses
+
+
+# ============================================================================ the backend-neutral Generator
+class Generator:
+    """Embedding -> images, for one embedding space. Loaded once; calls are serialised by a lock."""
+
+    def __init__(self, pipeline: DiffusionPipeline, *, space_id: str, embed_dim: int, embed_norm: float | None = None,
+                 source: str = "") -> None:
+        self.pipeline = pipeline
+        self.space_id = space_id
+        self.embed_dim = embed_dim
+        self.embed_norm = embed_norm
+        self.source = source
+        self.kind = type(pipeline).__name__
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike = UNCLIP_MODEL_ID,
+        *,
+        space_id: str | None = None,
+        embed_norm: float | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        local_files_only: bool | None = None,
+        attention_slicing: bool = False,
+        vae_tiling: bool = False,
+        cpu_offload: bool = False,
+    ) -> "Generator":
+        """Load a saved pipeline folder or hub id; the backend is read from its ``model_index.json``."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
+        if local_files_only is None:
+            local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        path = Path(name_or_path)
+        try:
+            index = _read_model_index(name_or_path, local_files_only)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not load generator {str(name_or_path)!r} ({type(exc).__name__}: {exc}). Offline, pass a local "
+                "pipeline folder (the starter bundle has one in assets/starter/generator), or pre-download the model "
+                "and set HF_HUB_OFFLINE=1."
+            ) from None
+        class_name = index.get("_class_name")
+        extra: dict[str, Any] = {}
+        if path.is_dir() and (path / GENERATOR_CONFIG).is_file():
+            extra = json.loads((path / GENERATOR_CONFIG).read_text())
+        if class_name == "StableUnCLIPImg2ImgPipeline":
+            from diffusers import StableUnCLIPImg2ImgPipeline
+
+            pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(str(name_or_path), dtype=dtype, local_files_only=local_files_only)
+            dim = int(pipe.image_encoder.config.projection_dim)
+            space = space_id or extra.get("space_id") or UNCLIP_SPACE
+        elif class_name == EmbeddingToImagePipeline.__name__:
+            pipe = EmbeddingToImagePipeline.from_pretrained(str(name_or_path), dtype=dtype)
+            dim = int(pipe.unet.config.projection_class_embeddings_input_dim)
+            space = space_id or extra.get("space_id")
+            if not space:
+                raise ValueError(f"{name_or_path}: no {GENERATOR_CONFIG} saying which embedding space this generator consumes")
+        else:
+            raise ValueError(f"{name_or_path}: unsupported pipeline class {class_name!r}")
+        if attention_slicing and hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing()
+        if vae_tiling and hasattr(pipe, "enable_vae_tiling"):
+            pipe.enable_vae_tiling()
+        if cpu_offload and str(device).startswith("cuda"):
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, space_id=space, embed_dim=dim, embed_norm=embed_norm or extra.get("embed_norm"), source=str(name_or_path))
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        self.pipeline.save_pretrained(str(path), safe_serialization=True)
+        (path / GENERATOR_CONFIG).write_text(json.dumps(
+            {"space_id": self.space_id, "embed_dim": self.embed_dim, "embed_norm": self.embed_norm, "backend": self.kind}, indent=2) + "\n")
+        return path
+
+    # ------------------------------------------------------------------ generation
+    def check_space(self, space_id: str, dim: int) -> None:
+        if space_id != self.space_id or dim != self.embed_dim:
+            raise ValueError(
+                f"this generator consumes {self.space_id!r} embeddings ({self.embed_dim}-d) but was given "
+                f"{space_id!r} ({dim}-d) ones; use a checkpoint trained in {self.space_id!r}"
+                + (" (the vit-h-14 preset)" if self.space_id == UNCLIP_SPACE else "")
+            )
+
+    def generate(
+        self,
+        embedding: torch.Tensor,
+        *,
+        space_id: str,
+        seed: int = 0,
+        steps: int = 25,
+        guidance_scale: float | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        noise_level: int = 0,
+        height: int | None = None,
+        width: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[Image.Image]:
+        """Images for unit embedding(s) ``[D]`` or ``[B, D]`` of space ``space_id`` (refused if not this generator's)."""
+        emb = torch.as_tensor(embedding, dtype=torch.float32)
+        emb = F.normalize(emb.reshape(-1, emb.shape[-1]), dim=-1)
+        self.check_space(space_id, emb.shape[1])
+        pipe = self.pipeline
+        device = pipe.device
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+
+        def on_step(_pipe, i, _t, kwargs):
+            if progress is not None:
+                progress(i + 1, steps)
+            return kwargs
+
+        with self._lock:  # one pipeline, one caller at a time: concurrent calls queue here
+            if self.kind == "StableUnCLIPImg2ImgPipeline":
+                scale = self.embed_norm or 1.0
+                out = pipe(
+                    image_embeds=(emb * scale).to(device, pipe.dtype),
+                    prompt=[prompt or ""] * emb.shape[0],
+                    negative_prompt=[negative_prompt] * emb.shape[0] if negative_prompt else None,
+                    num_inference_steps=steps, guidance_scale=10.0 if guidance_scale is None else guidance_scale,
+                    noise_level=noise_level, generator=gen, height=height, width=width,
+                    callback=lambda i, _t, _latents: on_step(None, i, _t, {}), callback_steps=1,
+                )
+            else:
+                out = pipe(emb, num_inference_steps=steps, guidance_scale=3.0 if guidance_scale is None else guidance_scale,
+                           generator=gen, callback_on_step_end=on_step)
+        return list(out.images)
+
+
+def _read_model_index(name_or_path: str | os.PathLike, local_files_only: bool) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"{path}: no model_index.json (not a diffusers pipeline folder)")
+        return json.loads(index.read_text())
+    if path.exists() or str(name_or_path).count("/") != 1:
+        raise FileNotFoundError(f"{name_or_path}: no such pipeline folder (and not a hub id 'org/name')")
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(str(name_or_path), "model_index.json", local_files_only=local_files_only)).read_text())
