@@ -1,0 +1,95 @@
+"""Run the WavBriVL demo: ``python app.py`` (locally) or as a Hugging Face Space's ``app_file``.
+
+Configuration: flags, or environment variables for hosts where flags cannot be passed (Spaces)::
+
+    --checkpoint / WAVBRIVL_CHECKPOINT   checkpoint folder or hub id (default: assets/starter when present)
+    --index      / WAVBRIVL_INDEX        gallery index folder, or 'none' (default: <checkpoint>/index)
+    --generator  / WAVBRIVL_GENERATOR    generator folder or hub id, or 'none' (default: <checkpoint>/generator)
+    --device     / WAVBRIVL_DEVICE       cpu, cuda, cuda:1 ... (default: cuda when available)
+    --host       / GRADIO_SERVER_NAME    default 127.0.0.1 (0.0.0.0 to serve the network; Spaces set it)
+    --port       / GRADIO_SERVER_PORT    default 7860
+    --share, --auth USER:PASS / WAVBRIVL_AUTH
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import gradio as gr
+
+from demo.service import DemoConfig, DemoService
+from demo.ui import build_ui
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="WavBriVL Gradio demo")
+    p.add_argument("--checkpoint", help="checkpoint folder or Hugging Face repo id [WAVBRIVL_CHECKPOINT]")
+    p.add_argument("--index", help="gallery index folder, or 'none' [WAVBRIVL_INDEX]")
+    p.add_argument("--generator", help="generator folder or hub id, or 'none' [WAVBRIVL_GENERATOR]")
+    p.add_argument("--generator-on-cpu", action="store_true", help="load a Stable unCLIP generator even without a GPU")
+    p.add_argument("--device", help="torch device [WAVBRIVL_DEVICE]")
+    p.add_argument("--labels", help="file with zero-shot labels, one per line")
+    p.add_argument("--max-seconds", type=float, help="longest sound accepted (default 30) [WAVBRIVL_MAX_SECONDS]")
+    p.add_argument("--max-file-size", default=os.environ.get("WAVBRIVL_MAX_FILE_SIZE", "20mb"), help="upload size limit")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="also serve on a public gradio.live https link")
+    p.add_argument("--auth", default=os.environ.get("WAVBRIVL_AUTH"), help="USER:PASS required to open the app")
+    p.add_argument("--queue-size", type=int, default=32, help="requests waiting before new ones are refused")
+    p.add_argument("--concurrency", type=int, default=2, help="search/classify requests served at once")
+    p.add_argument("--preload", action="store_true", help="load everything before serving (default: in the background)")
+    return p.parse_args(argv)
+
+
+def make_service(args: argparse.Namespace) -> DemoService:
+    labels = None
+    if args.labels:
+        labels = [line.strip() for line in Path(args.labels).read_text().splitlines() if line.strip()]
+    config = DemoConfig.from_env(
+        checkpoint=args.checkpoint, index=args.index, generator=args.generator, device=args.device,
+        max_seconds=args.max_seconds, labels=labels, generator_on_cpu=args.generator_on_cpu or None,
+    )
+    return DemoService(config)
+
+
+def build_demo(service: DemoService, *, queue_size: int = 32, concurrency: int = 2) -> gr.Blocks:
+    """The Blocks app with its queue: searches run ``concurrency`` at a time, generation one at a time."""
+    demo = build_ui(service)
+    demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
+    return demo
+
+
+def launch_kwargs(args: argparse.Namespace, service: DemoService) -> dict:
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep:
+            raise SystemExit("--auth / WAVBRIVL_AUTH must be USER:PASS")
+        auth = (user, password)
+    return dict(
+        server_name=args.host, server_port=args.port, share=args.share or None, auth=auth,
+        max_file_size=args.max_file_size, allowed_paths=service.allowed_paths(),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    service = make_service(args)
+    try:
+        service.config.resolved_checkpoint()
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    service.load() if args.preload else service.start()
+    demo = build_demo(service, queue_size=args.queue_size, concurrency=args.concurrency)
+    demo.launch(**launch_kwargs(args, service))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
