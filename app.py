@@ -22,7 +22,7 @@ from typing import Sequence
 import gradio as gr
 
 from demo.service import DemoConfig, DemoService
-from demo.ui import build_ui
+from demo.ui import CSS, build_ui
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,7 +72,7 @@ def launch_kwargs(args: argparse.Namespace, service: DemoService) -> dict:
         auth = (user, password)
     return dict(
         server_name=args.host, server_port=args.port, share=args.share or None, auth=auth,
-        max_file_size=args.max_file_size, allowed_paths=service.allowed_paths(),
+        max_file_size=args.max_file_size, allowed_paths=service.allowed_paths(), css=CSS,
     )
 
 

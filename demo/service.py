@@ -286,7 +286,8 @@ class DemoService:
         self.model = WavBriVL.from_pretrained(name, device=self.config.resolved_device())
         root = self.model.root
         self.is_starter = bool(
-            self.model.config.info.get("bundle") == "starter"
+            self.model.config.preset == "starter"
+            or "starter" in str(self.model.config.info.get("bundle", ""))
             or (root is not None and root.resolve() == STARTER_DIR.resolve())
         )
         if not self.labels:

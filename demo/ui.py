@@ -24,6 +24,11 @@ MIC_HELP = """\
   instead (WAV, FLAC, OGG, MP3, M4A, WEBM; up to the length limit shown above).
 """
 
+# Small generator outputs (the starter's are 32 px) are scaled up crisply instead of shown as a thumbnail.
+CSS = """
+#generated img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+"""
+
 # Runs in the browser on page load: warn when the page cannot ask for the microphone at all.
 SECURE_CONTEXT_JS = """
 () => (window.isSecureContext && navigator.mediaDevices)
@@ -53,7 +58,7 @@ def build_ui(service: DemoService) -> gr.Blocks:
     """The whole page. Call ``service.start()`` (or let ``app.py`` do it) so loading runs in the background."""
     max_s = service.config.max_seconds
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
-        gr.Markdown(f"# 🔊 → 🖼️ {TITLE}\nRecord or upload a sound (up to {max_s:.0f} s): the model finds the "
+        gr.Markdown(f"# {TITLE}\nRecord or upload a sound (up to {max_s:.0f} s): the model finds the "
                     "pictures and captions it is closest to, scores your labels, and can paint what it hears.")
         info = gr.Markdown(service.describe(), elem_id="model-info")
         loading = gr.Timer(1.0, active=not service.state.done.is_set())
@@ -65,7 +70,7 @@ def build_ui(service: DemoService) -> gr.Blocks:
                     elem_id="audio-in", buttons=["download"],
                 )
                 mic_notice = gr.Markdown(elem_id="mic-notice")
-                with gr.Accordion("Microphone help", open=False):
+                with gr.Accordion("Microphone not working? (permission, https)", open=False, elem_id="mic-help"):
                     gr.Markdown(MIC_HELP)
                 examples = example_sounds(service)
                 if examples:

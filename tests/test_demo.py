@@ -2,54 +2,26 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from PIL import Image
 
 from demo.service import DemoConfig, DemoService, parse_labels, prepare_audio
-from wavbrivl import WavBriVL
-from wavbrivl.index import GalleryIndex, _write_shard
-from wavbrivl.world import render_image, render_sound, sample_items
+from wavbrivl.index import _write_shard
+from wavbrivl.world import render_sound
 
 from .conftest import tone, write_wav
+from .demo_world import build_demo_world, free_port
 
 
 # --------------------------------------------------------------------------------------------- fixtures
-def tiny_generator_dir(model: WavBriVL, out: Path) -> Path:
-    """An (untrained) starter-backend generator in the tiny model's space, saved as the app loads it."""
-    from diffusers import DDIMScheduler, UNet2DConditionModel
-
-    from wavbrivl.generate import EmbeddingToImagePipeline, Generator, tiny_unet_config
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**tiny_unet_config(model.embed_dim, sample_size=16, channels=(16, 32)))
-    pipe = EmbeddingToImagePipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"))
-    return Generator(pipe, space_id=model.backbone_id, embed_dim=model.embed_dim).save_pretrained(out)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model):
-    """Checkpoint + index (12 world pictures, their captions) + generator, as the starter bundle lays them out."""
-    root = tmp_path_factory.mktemp("demo")
-    ckpt = tiny_model.save_pretrained(root / "ckpt")
-    items = sample_items(12, seed=3)
-    (root / "images").mkdir()
-    paths = []
-    for i, item in enumerate(items):
-        paths.append(root / "images" / f"{i:02d}.png")
-        render_image(item, 32).save(paths[-1])
-    GalleryIndex.build(tiny_model, ckpt / "index", images=paths, captions=[it.caption for it in items], progress=False)
-    tiny_generator_dir(tiny_model, ckpt / "generator")
-    (ckpt / "examples").mkdir()
-    for i, item in enumerate(items[:3]):
-        sf.write(ckpt / "examples" / f"{i}_{item.colour}_{item.shape}.wav", render_sound(item, 16000, 3.0), 16000, subtype="PCM_16")
-    return {"root": root, "ckpt": ckpt, "items": items}
+    return build_demo_world(tmp_path_factory.mktemp("demo"), tiny_model)
 
 
 @pytest.fixture(scope="module")
@@ -223,12 +195,6 @@ def test_broken_checkpoint_is_reported_not_fatal(tmp_path, clip):
 
 
 # --------------------------------------------------------------------------------------------- live app
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_app(world):
     import app
@@ -273,3 +239,32 @@ def test_errors_reach_the_client_readably(live_app, tmp_path):
     # The app keeps serving after errors.
     ok = write_wav(tmp_path / "ok.wav", tone(440, 2.0))
     assert len(client.predict(handle_file(str(ok)), 2, api_name="/search")[0]) == 2
+
+
+def test_starter_bundle_says_so_and_uses_world_labels(tmp_path, clip):
+    from wavbrivl import WavBriVL
+
+    model = WavBriVL.from_preset("tiny")
+    model.config.info["bundle"] = "wavbrivl offline starter world"
+    ckpt = model.save_pretrained(tmp_path / "starter")
+    svc = DemoService(DemoConfig(checkpoint=str(ckpt), index="none", generator="none")).load()
+    info = svc.describe()
+    assert "offline starter world" in info and "python app.py --checkpoint PATH_OR_HUB_ID" in info
+    assert len(svc.labels) == 24 and "a small red circle" in svc.labels
+    assert len(svc.classify(clip)) == 24
+
+
+def test_config_from_flags_and_environment(monkeypatch, world):
+    import app
+
+    monkeypatch.setenv("WAVBRIVL_CHECKPOINT", str(world["ckpt"]))
+    monkeypatch.setenv("WAVBRIVL_GENERATOR", "none")
+    monkeypatch.setenv("WAVBRIVL_AUTH", "ann:secret")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    args = app.parse_args(["--index", "none", "--max-seconds", "12"])
+    svc = app.make_service(args)
+    assert (svc.config.checkpoint, svc.config.index, svc.config.generator, svc.config.max_seconds) == (
+        str(world["ckpt"]), "none", "none", 12.0)
+    kw = app.launch_kwargs(args, svc)
+    assert kw["auth"] == ("ann", "secret") and kw["server_port"] == 7999 and kw["server_name"] == "127.0.0.1"
+    assert kw["max_file_size"] == "20mb"
