@@ -47,3 +47,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def launch_app(ckpt: Path) -> tuple[Any, str]:
+    """The real app (``app.py``'s own argument parsing, queue and launch settings) on a free local port."""
+    import app
+
+    args = app.parse_args(["--checkpoint", str(ckpt), "--device", "cpu", "--port", str(free_port())])
+    service = app.make_service(args)
+    service.start()
+    demo = app.build_demo(service)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, service))
+    return demo, url

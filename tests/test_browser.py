@@ -5,7 +5,6 @@ browser. Without it the tests are skipped with that instruction as the reason.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import soundfile as sf
 
 from wavbrivl.world import render_sound
 
-from .demo_world import build_demo_world, free_port
+from .demo_world import build_demo_world, launch_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -28,14 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_model):
-    import app
-
     world = build_demo_world(tmp_path_factory.mktemp("browser"), tiny_model)
-    args = app.parse_args(["--checkpoint", str(world["ckpt"]), "--device", "cpu", "--port", str(free_port())])
-    service = app.make_service(args)
-    service.start()
-    demo = app.build_demo(service)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, service))
+    demo, url = launch_app(world["ckpt"])
     yield url, world
     demo.close()
 

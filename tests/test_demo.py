@@ -15,7 +15,7 @@ from wavbrivl.index import _write_shard
 from wavbrivl.world import render_sound
 
 from .conftest import tone, write_wav
-from .demo_world import build_demo_world, free_port
+from .demo_world import build_demo_world, launch_app
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -197,13 +197,7 @@ def test_broken_checkpoint_is_reported_not_fatal(tmp_path, clip):
 # --------------------------------------------------------------------------------------------- live app
 @pytest.fixture(scope="module")
 def live_app(world):
-    import app
-
-    args = app.parse_args(["--checkpoint", str(world["ckpt"]), "--device", "cpu", "--port", str(free_port())])
-    svc = app.make_service(args)
-    svc.start()
-    demo = app.build_demo(svc)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, svc))
+    demo, url = launch_app(world["ckpt"])
     yield url, world
     demo.close()
 
@@ -236,6 +230,10 @@ def test_errors_reach_the_client_readably(live_app, tmp_path):
     long = write_wav(tmp_path / "long.wav", tone(300, 40.0, sr=8000), sr=8000)
     with pytest.raises(Exception, match="up to 30 s"):
         client.predict(handle_file(str(long)), 4, api_name="/search")
+    huge = tmp_path / "huge.wav"  # over launch(max_file_size="20mb"): refused at upload, before any handler
+    huge.write_bytes(b"\0" * (21 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict(handle_file(str(huge)), 4, api_name="/search")
     # The app keeps serving after errors.
     ok = write_wav(tmp_path / "ok.wav", tone(440, 2.0))
     assert len(client.predict(handle_file(str(ok)), 2, api_name="/search")[0]) == 2

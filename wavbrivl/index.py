@@ -75,9 +75,17 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     if path.is_dir():
         return [(p, "") for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
     if path.is_file():
-        from .data import read_manifest
+        # A gallery manifest needs only an ``image`` column (``|``-separated frames allowed) and may have ``caption``.
+        if path.suffix.lower() in (".jsonl", ".json"):
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            import csv
 
-        return [(img, row.caption) for row in read_manifest(path) for img in row.images]
+            with open(path, newline="") as f:
+                records = list(csv.DictReader(f))
+        if records and "image" not in records[0]:
+            raise ValueError(f"{path}: manifest lacks an 'image' column")
+        return [(path.parent / p.strip(), str(r.get("caption") or "")) for r in records for p in str(r["image"]).split("|") if p.strip()]
     raise FileNotFoundError(f"{path}: no such image folder or manifest")
 
 

@@ -1,0 +1,88 @@
+"""Seconds per image and peak memory of the generators, through :class:`wavbrivl.generate.Generator`.
+
+* the tiny ``StableUnCLIPImg2ImgPipeline`` the tests build (same code path as the real 2.1 unCLIP, toy sizes);
+* the starter bundle's generator (``--starter``, default ``assets/starter/generator``);
+* with ``--unclip`` on a CUDA machine with the weights cached: the real Stable unCLIP 2.1 at 512x512, fp16.
+
+    python benchmarks/generate.py [--steps 20] [--runs 3] [--unclip]
+
+Each backend runs in a fresh child process so its peak resident memory is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def measure(kind: str, steps: int, runs: int, threads: int, starter: str) -> dict:
+    import torch
+
+    from wavbrivl.generate import Generator
+
+    torch.set_num_threads(threads)
+    size = None
+    if kind == "tiny-unclip":
+        from tests.test_generate import tiny_unclip
+
+        tmp = Path(tempfile.mkdtemp())
+        tiny_unclip(tmp).save_pretrained(tmp / "pipe", safe_serialization=True)
+        gen = Generator.from_pretrained(tmp / "pipe", device="cpu", space_id="tiny", embed_norm=1.0)
+        size = 32
+    elif kind == "starter":
+        gen = Generator.from_pretrained(starter, device="cpu")
+    else:  # the real Stable unCLIP 2.1
+        gen = Generator.from_pretrained(device="cuda", local_files_only=True)
+        size = 512
+        torch.cuda.reset_peak_memory_stats()
+    emb = torch.nn.functional.normalize(torch.randn(gen.embed_dim), dim=0)
+    gen.generate(emb, space_id=gen.space_id, steps=2, height=size, width=size)  # warm-up
+    times = []
+    for seed in range(runs):
+        t = time.perf_counter()
+        image = gen.generate(emb, space_id=gen.space_id, seed=seed, steps=steps, height=size, width=size)[0]
+        if kind == "unclip":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    out = {"backend": kind, "steps": steps, "image": f"{image.width}x{image.height}", "s_per_image": sorted(times)[len(times) // 2],
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if kind == "unclip":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--starter", default=str(REPO / "assets" / "starter" / "generator"))
+    p.add_argument("--unclip", action="store_true", help="also the real Stable unCLIP 2.1 (CUDA + cached weights)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.steps, args.runs, args.threads, args.starter)))
+        return
+    kinds = ["tiny-unclip"] + (["starter"] if Path(args.starter).is_dir() else []) + (["unclip"] if args.unclip else [])
+    print(f"{'backend':<13}{'image':>9}{'steps':>7}{'s/image':>10}{'peak RSS':>11}{'peak GPU':>11}")
+    for kind in kinds:
+        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--runs", str(args.runs),
+                               "--threads", str(args.threads), "--starter", args.starter], capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{kind:<13} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        gpu = f"{r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else "-"
+        print(f"{kind:<13}{r['image']:>9}{r['steps']:>7}{r['s_per_image']:>9.2f}s{r['peak_rss_mb']:>8.0f} MB{gpu:>11}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+"""The evaluation protocols peers report: zero-shot classification, linear probe, cross-modal retrieval.
+
+Everything here works on any *embedder*: an object with ``embed_audio_many``, ``embed_text``,
+``embed_image``, ``backbone_id`` and ``embed_dim`` (a :class:`~wavbrivl.model.WavBriVL` is one). Audio
+embeddings of a dataset are computed once per run (:func:`embed_dataset`, cached on disk under the report
+folder keyed by model and data) and then shared by every task.
+
+Denominators are explicit: a clip that cannot be decoded is listed (file, reason) in the report and is
+not counted in any figure; the report says how many were left out.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import EvalDataset, EvalRow
+from .metrics import ranks_of_positives, retrieval_metrics
+
+log = logging.getLogger(__name__)
+
+#: Prompt templates averaged per class (CLIP-style prompt ensembling). ``{}`` is the class name.
+DEFAULT_TEMPLATES = ("the sound of a {}", "a photo of a {}", "a {}", "{}")
+TASKS = ("zeroshot", "linear", "retrieval", "world")
+
+
+class Embedder(Protocol):
+    backbone_id: str
+    embed_dim: int
+
+    def embed_audio_many(self, sources: Sequence[Any], *, batch_size: int = ..., progress: bool = ...) -> Any: ...
+
+    def embed_text(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+    def embed_image(self, images: Sequence[Any]) -> torch.Tensor: ...
+
+
+@dataclass
+class EvalEmbeddings:
+    """Audio embeddings of the clips that could be read, in dataset order, and the ones that could not."""
+
+    audio: torch.Tensor  # [len(rows), D], unit norm
+    rows: list[EvalRow]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"audio": path, "reason": message}
+
+
+# ------------------------------------------------------------------------------------------- embeddings
+def model_digest(model: Embedder) -> str:
+    """A short hash of the trainable weights: a cache entry never outlives a retrained encoder."""
+    h = hashlib.sha256(str(model.backbone_id).encode())
+    module = getattr(model, "audio_encoder", None)
+    if isinstance(module, torch.nn.Module):
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def embed_dataset(
+    model: Embedder, data: EvalDataset, *, cache_dir: str | Path | None = None, batch_size: int = 32, progress: bool = True
+) -> EvalEmbeddings:
+    """Embed every clip once; bad clips are listed, not fatal. Reuses ``cache_dir`` when model and data match."""
+    from safetensors.torch import load_file, save_file
+
+    paths = [r.audio for r in data.rows]
+    key = hashlib.sha256(f"{model_digest(model)}|{json.dumps(data.fingerprint(), sort_keys=True)}".encode()).hexdigest()[:20]
+    cache = Path(cache_dir) / f"audio-{key}" if cache_dir else None
+    if cache and (cache / "done.json").is_file():
+        try:
+            meta = json.loads((cache / "done.json").read_text())
+            tensors = load_file(str(cache / "audio.safetensors"))
+            kept = tensors["indices"].tolist()
+            if tensors["embeddings"].shape[0] == len(kept) == meta["kept"]:
+                log.info("reusing cached audio embeddings %s", cache)
+                return EvalEmbeddings(tensors["embeddings"], [data.rows[i] for i in kept], meta["skipped"])
+        except Exception as exc:  # a damaged cache is rebuilt, never trusted
+            log.warning("ignoring damaged embedding cache %s: %s", cache, exc)
+    result = model.embed_audio_many(paths, batch_size=batch_size, progress=progress)
+    skipped = [{"audio": str(paths[i]), "reason": msg} for i, msg in result.errors]
+    out = EvalEmbeddings(result.embeddings.float(), [data.rows[i] for i in result.indices], skipped)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": out.audio.contiguous(), "indices": torch.tensor(result.indices, dtype=torch.int64)},
+                  str(cache / "audio.safetensors"))
+        (cache / "done.json").write_text(json.dumps({"kept": len(result.indices), "skipped": skipped}) + "\n")
+    return out
+
+
+# -------------------------------------------------------------------------------------------- zero-shot
+def class_prompts(name: str, templates: Sequence[str]) -> list[str]:
+    """``chirping_birds`` -> "the sound of a chirping birds", ... (underscores read as spaces)."""
+    readable = name.replace("_", " ").strip()
+    return [t.format(readable) for t in templates]
+
+
+def class_text_embeddings(model: Embedder, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """One unit vector per class: the mean of its prompts' text embeddings (prompt ensembling)."""
+    if not templates or any("{}" not in t for t in templates):
+        raise ValueError(f"every template needs a '{{}}' where the class name goes: {list(templates)}")
+    prompts = [p for name in class_names for p in class_prompts(name, templates)]
+    emb = F.normalize(model.embed_text(prompts).float(), dim=-1).view(len(class_names), len(templates), -1)
+    return F.normalize(emb.mean(1), dim=-1)
+
+
+def zero_shot(
+    audio: torch.Tensor, labels: Sequence[str], class_names: Sequence[str], class_emb: torch.Tensor
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy, per-class accuracy and the confusion matrix (rows: truth, columns: prediction)."""
+    from sklearn.metrics import confusion_matrix
+
+    index = {c: i for i, c in enumerate(class_names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise ValueError(f"labels not among the classes: {unknown[:5]}")
+    truth = torch.tensor([index[l] for l in labels])
+    scores = audio.float() @ class_emb.float().T
+    k = min(5, len(class_names))
+    top = scores.topk(k, dim=1).indices
+    pred = top[:, 0]
+    cm = confusion_matrix(truth.numpy(), pred.numpy(), labels=list(range(len(class_names))))
+    per_class = {c: float(cm[i, i] / cm[i].sum()) for i, c in enumerate(class_names) if cm[i].sum()}
+    return {
+        "top1": float((pred == truth).float().mean()),
+        f"top{k}": float((top == truth[:, None]).any(1).float().mean()),
+        "chance": 1.0 / len(class_names),
+        "clips": len(labels),
+        "classes": list(class_names),
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+    }
+
+
+# ----------------------------------------------------------------------------------------- linear probe
+def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n_splits: int = 5) -> tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]:
+    """The protocol and its (train indices, test indices, name) folds.
+
+    Official folds when every row has one (leave one fold out, as ESC-50 and UrbanSound8K publish);
+    otherwise the dataset's own train/test split when it has both; otherwise stratified K-fold.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    idx = np.arange(len(rows))
+    folds = [r.fold for r in rows]
+    if rows and all(folds):
+        names = sorted(set(folds), key=lambda f: (len(f), f))
+        if len(names) < 2:
+            raise ValueError("the dataset has a single fold: nothing to cross-validate against")
+        return "official folds (leave one fold out)", [(idx[np.array(folds) != f], idx[np.array(folds) == f], f"fold {f}") for f in names]
+    splits = np.array([r.split for r in rows])
+    if (splits == "test").any() and (splits == "train").any():
+        return "dataset split (train -> test)", [(idx[splits == "train"], idx[splits == "test"], "test")]
+    counts = np.unique(np.asarray(labels), return_counts=True)[1]
+    k = int(min(n_splits, counts.min()))
+    if k < 2:
+        raise ValueError("linear probe needs at least 2 clips per class (or official folds / a train+test split)")
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return f"stratified {k}-fold", [(tr, te, f"split {i + 1}") for i, (tr, te) in enumerate(skf.split(idx, labels))]
+
+
+def linear_probe(
+    features: torch.Tensor, labels: Sequence[str], rows: Sequence[EvalRow], *, seed: int = 0, C: float = 1.0
+) -> dict[str, Any]:
+    """Logistic regression on frozen embeddings, mean +/- std accuracy over folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    protocol, folds = probe_folds(rows, labels, seed)
+    x = features.float().numpy()
+    y = np.asarray(labels)
+    per_fold = {}
+    for train_idx, test_idx, name in folds:
+        if len(set(y[train_idx])) < 2:
+            raise ValueError(f"{name}: its training part has a single class")
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+        clf.fit(x[train_idx], y[train_idx])
+        per_fold[name] = float((clf.predict(x[test_idx]) == y[test_idx]).mean())
+    acc = np.array(list(per_fold.values()))
+    return {
+        "protocol": protocol,
+        "accuracy_mean": float(acc.mean()),
+        "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "per_fold": per_fold,
+        "chance": float(np.unique(y, return_counts=True)[1].max() / len(y)),  # majority-class rate
+        "clips": len(y),
+        "classes": int(len(set(y))),
+    }
+
+
+# -------------------------------------------------------------------------------------------- retrieval
+@dataclass
+class RetrievalResult:
+    metrics: dict[str, Any]
+    ranks: dict[str, torch.Tensor]  # direction -> 1-based rank per query (for recall@K curves)
+    audio_to_image_sim: torch.Tensor | None = None
+    image_paths: list[Path] = field(default_factory=list)
+    image_emb: torch.Tensor | None = None
+
+
+def retrieval(model: Embedder, audio: torch.Tensor, rows: Sequence[EvalRow]) -> RetrievalResult:
+    """Audio<->image and audio<->text retrieval among the given clips.
+
+    Images: every frame of every clip is in the gallery; an audio query hits if ANY frame of its clip is
+    ranked first (the same file shared by clips counts for each). Text: the gallery is the distinct
+    captions; a caption query's positives are every clip with that caption.
+    """
+    metrics: dict[str, Any] = {}
+    ranks: dict[str, torch.Tensor] = {}
+    result = RetrievalResult(metrics, ranks)
+    with_images = [i for i, r in enumerate(rows) if r.images]
+    if with_images:
+        paths = sorted({p for i in with_images for p in rows[i].images})
+        col = {p: j for j, p in enumerate(paths)}
+        img = F.normalize(model.embed_image([str(p) for p in paths]).float(), dim=-1)
+        q = audio[with_images].float()
+        pos = torch.zeros(len(with_images), len(paths), dtype=torch.bool)
+        for a, i in enumerate(with_images):
+            pos[a, [col[p] for p in rows[i].images]] = True
+        sim = q @ img.T
+        metrics["audio_to_image"] = retrieval_metrics(sim, pos)
+        metrics["image_to_audio"] = retrieval_metrics(sim.T, pos.T)
+        ranks["audio→image"] = ranks_of_positives(sim, pos)
+        ranks["image→audio"] = ranks_of_positives(sim.T, pos.T)
+        result.audio_to_image_sim, result.image_paths, result.image_emb = sim, paths, img
+    with_text = [i for i, r in enumerate(rows) if r.caption.strip()]
+    if with_text:
+        captions = sorted({rows[i].caption.strip() for i in with_text})
+        col = {c: j for j, c in enumerate(captions)}
+        txt = F.normalize(model.embed_text(captions).float(), dim=-1)
+        pos = torch.zeros(len(with_text), len(captions), dtype=torch.bool)
+        for a, i in enumerate(with_text):
+            pos[a, col[rows[i].caption.strip()]] = True
+        sim = audio[with_text].float() @ txt.T
+        metrics["audio_to_text"] = retrieval_metrics(sim, pos)
+        metrics["text_to_audio"] = retrieval_metrics(sim.T, pos.T)
+        ranks["audio→text"] = ranks_of_positives(sim, pos)
+        ranks["text→audio"] = ranks_of_positives(sim.T, pos.T)
+    if not metrics:
+        raise ValueError("retrieval needs clips with an image or a caption (a manifest with image/caption columns)")
+    for name, m in metrics.items():
+        m["chance_R@1"] = 1.0 / m["gallery"] if name.endswith("audio") else None
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- report
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("wavbrivl", "torch", "torchaudio", "open_clip_torch", "numpy", "scikit-learn", "soundfile"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The short human table of a report (``report.md``)."""
+    data = report["data"]
+    lines = [f"# Evaluation: {data['name']} ({data['layout']})", "",
+             f"Checkpoint `{report['checkpoint']}`, embedding space `{report['backbone_id']}`. "
+             f"Clips: {report['clips']['evaluated']} evaluated, {report['clips']['skipped']} unreadable and left out "
+             f"of every figure.", ""]
+    if "zeroshot" in report:
+        z = report["zeroshot"]
+        top_k = next(k for k in z if k.startswith("top") and k != "top1")
+        lines += ["## Zero-shot classification", "", "| clips | classes | top-1 | " + top_k.replace("top", "top-") + " | chance |", "|---|---|---|---|---|",
+                  f"| {z['clips']} | {len(z['classes'])} | {z['top1']:.3f} | {z[top_k]:.3f} | {z['chance']:.3f} |", ""]
+    if "linear_probe" in report:
+        p = report["linear_probe"]
+        lines += ["## Linear probe", "", "| protocol | clips | accuracy (mean ± std) | majority class |", "|---|---|---|---|",
+                  f"| {p['protocol']} | {p['clips']} | {p['accuracy_mean']:.3f} ± {p['accuracy_std']:.3f} | {p['chance']:.3f} |", ""]
+    if "retrieval" in report:
+        lines += ["## Retrieval", "", "| direction | queries | gallery | R@1 | R@5 | R@10 | median rank | MRR |", "|---|---|---|---|---|---|---|---|"]
+        for name, m in report["retrieval"].items():
+            if isinstance(m, dict) and "R@1" in m:
+                lines.append(f"| {name.replace('_to_', '→')} | {m['queries']} | {m['gallery']} | {m['R@1']:.3f} | {m['R@5']:.3f} | "
+                             f"{m['R@10']:.3f} | {m['median_rank']:.0f} | {m['MRR']:.3f} |")
+        lines.append("")
+    if "world" in report:
+        from .starter import report_table
+
+        lines += ["## Starter world (seen / unseen attribute combinations)", "", *report_table(report["world"]), ""]
+    if report["clips"]["skipped"]:
+        lines += ["## Unreadable clips", ""] + [f"- `{s['audio']}`: {s['reason']}" for s in report["clips"]["skipped_files"][:50]]
+        if report["clips"]["skipped"] > 50:
+            lines.append(f"- ... and {report['clips']['skipped'] - 50} more (see report.json)")
+        lines.append("")
+    if report.get("plots"):
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in report["plots"]] + [""]
+    return "\n".join(lines)
+
+
+def run_evaluation(
+    model: Embedder,
+    data: EvalDataset,
+    tasks: Sequence[str],
+    out_dir: str | Path,
+    *,
+    checkpoint: str = "",
+    label_column: str = "label",
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    split: str | None = None,
+    seed: int = 0,
+    plots: bool = True,
+    progress: bool = True,
+    generator: Any = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Run the tasks, write ``report.json``, ``report.md`` and PNG plots into ``out_dir``; return the report."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"unknown task(s) {unknown or tasks}: choose from {', '.join(TASKS)}")
+    data.check_column(label_column)
+    data = data.select_split(split)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    emb = embed_dataset(model, data, cache_dir=out / "cache", batch_size=batch_size, progress=progress)
+    if not emb.rows:
+        raise ValueError(f"{data.source}: none of the {len(data.rows)} clips could be read (first: {emb.skipped[0]['reason']})")
+    labels = [r.value(label_column) for r in emb.rows]
+    # Retrieval and the world task are reported on a manifest's held-out split unless one was chosen.
+    held_out = [i for i, r in enumerate(emb.rows) if r.split == "test"] if split is None else []
+    held_out = held_out or list(range(len(emb.rows)))
+    test_rows, test_audio = [emb.rows[i] for i in held_out], emb.audio[held_out]
+    report: dict[str, Any] = {
+        "tasks": list(tasks),
+        "checkpoint": checkpoint,
+        "backbone_id": model.backbone_id,
+        "data": {"name": data.name, "layout": data.layout, "source": str(data.source), "split": split or "all",
+                 "retrieval_split": split or ("test" if len(test_rows) < len(emb.rows) else "all"),
+                 "label_column": label_column, "fingerprint": data.fingerprint()},
+        "clips": {"total": len(data.rows), "evaluated": len(emb.rows), "skipped": len(emb.skipped), "skipped_files": emb.skipped},
+        "software": software_versions(),
+        "seed": seed,
+        "plots": [],
+    }
+    from . import plots as plotting
+
+    if "zeroshot" in tasks:
+        if any(not l for l in labels):
+            raise ValueError(f"zero-shot needs a {label_column!r} on every clip")
+        class_names = sorted(set(labels))
+        class_emb = class_text_embeddings(model, class_names, templates)
+        report["zeroshot"] = zero_shot(emb.audio, labels, class_names, class_emb) | {"templates": list(templates)}
+        if plots:
+            report["plots"].append(plotting.confusion_matrix_png(report["zeroshot"]["confusion"], class_names, out / "confusion_matrix.png"))
+    if "linear" in tasks:
+        report["linear_probe"] = linear_probe(emb.audio, labels, emb.rows, seed=seed)
+    if "retrieval" in tasks:
+        res = retrieval(model, test_audio, test_rows)
+        report["retrieval"] = res.metrics
+        if plots:
+            report["plots"].append(plotting.recall_at_k_png(res.ranks, out / "recall_at_k.png"))
+            if res.image_emb is not None:
+                clip_of_image = {p: r.value(label_column) for r in test_rows for p in r.images}
+                report["plots"].append(plotting.embedding_map_png(
+                    test_audio, [r.value(label_column) for r in test_rows], res.image_emb,
+                    [clip_of_image[p] for p in res.image_paths], out / "embedding_map.png", seed=seed))
+                report["plots"].append(plotting.example_grid_png(
+                    res.audio_to_image_sim, [Path(r.audio).name for r in test_rows if r.images],
+                    [set(r.images) for r in test_rows if r.images], res.image_paths, out / "examples.png", seed=seed))
+    if "world" in tasks:
+        from .starter import evaluate_bundle
+
+        if generator is None:
+            raise ValueError("the world task needs the bundle's generator (CHECKPOINT/generator)")
+        for r in test_rows:
+            if not {"seen", "colour", "shape", "size"} <= set(r.meta) or not r.images:
+                raise ValueError(f"{r.audio}: the world task needs a starter-world manifest (image, seen, colour, shape, size)")
+        world = evaluate_bundle(model, generator, test_rows, [r.images[0] for r in test_rows], [r.label for r in test_rows], seed=seed)
+        examples = world.pop("_generated_examples", [])
+        report["world"] = world
+        if plots and examples:
+            report["plots"].append(plotting.generated_grid_png(examples, out / "generated.png"))
+    report["plots"] = [Path(p).name for p in report["plots"]]
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(report))
+    return report
