@@ -159,13 +159,26 @@ def _spec_augment(features: torch.Tensor, cfg: TrainConfig, g: torch.Generator) 
     return features * mask
 
 
-def evaluate_retrieval(model: WavBriVL, waves: list[np.ndarray], targets: torch.Tensor) -> dict[str, float]:
-    """Audio -> image R@1/R@5/R@10 of each clip against the targets of all clips (the validation split)."""
+def evaluate_retrieval(
+    model: WavBriVL, waves: list[np.ndarray], targets: torch.Tensor, labels: list[str] | None = None
+) -> dict[str, float]:
+    """Audio -> image R@1/R@5/R@10 of each clip against the targets of all clips (the validation split).
+
+    With a label on every clip, ``label_R@1``/``label_R@5`` also count any image of the same label as a hit:
+    when many pictures show the same thing (several takes of one class), exact-pair R@1 mostly measures
+    which near-duplicate wins, and ``label_R@1`` is the one to select checkpoints on.
+    """
     result = model.embed_audio_many(waves, sample_rate=model.config.frontend.sample_rate, batch_size=64)
     if result.errors:
         raise ValueError(f"validation audio failed: {result.errors[0][1]}")
     sim = result.embeddings @ targets.T
-    return retrieval_metrics(sim, torch.eye(len(waves), dtype=torch.bool))
+    metrics = retrieval_metrics(sim, torch.eye(len(waves), dtype=torch.bool))
+    if labels and all(labels):
+        same = torch.tensor([[a == b for b in labels] for a in labels])
+        by_label = retrieval_metrics(sim, same)
+        metrics.update({"label_R@1": by_label["R@1"], "label_R@5": by_label["R@5"]})
+    metrics["select"] = metrics.get("label_R@1", metrics["R@1"])
+    return metrics
 
 
 def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
@@ -200,6 +213,7 @@ def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
     targets, mean_norm = image_targets(model, train_rows, cache_dir, progress=cfg.progress)
     val_targets = image_targets(model, val_rows, cache_dir)[0] if val_rows else None
+    val_labels = [r.label for r in val_rows]
     model.config.image_embed_norm = mean_norm
     n = len(waves)
 
@@ -223,7 +237,7 @@ def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
     momentum_encoder = copy.deepcopy(encoder).requires_grad_(False) if cfg.momentum else None
     encoder, optimizer, scheduler = accelerator.prepare(encoder, optimizer, scheduler)
 
-    start_step, best = 0, {"R@1": -1.0}
+    start_step, best = 0, {"select": -1.0}
     last_dir, best_dir = out / "last", out / "best"
     if cfg.resume and (last_dir / STATE_NAME).is_file():
         state = torch.load(last_dir / STATE_NAME, map_location="cpu", weights_only=True)
@@ -265,7 +279,7 @@ def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
     metrics_path = out / "metrics.csv"
     new_log = not metrics_path.exists() or start_step == 0
     metrics_file = open(metrics_path, "w" if new_log else "a", newline="")
-    writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5"])
+    writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5", "val_label_R@1"])
     if new_log:
         writer.writeheader()
     tb = SummaryWriter(str(out / "tensorboard")) if accelerator.is_main_process else None
@@ -327,14 +341,16 @@ def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
             record = {"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "temperature": float(t)}
             bar.set_postfix(loss=f"{running:.3f}")
         if val_targets is not None and (done % cfg.val_every == 0 or done == total_steps):
-            metrics = evaluate_retrieval(model, val_waves, val_targets)
+            metrics = evaluate_retrieval(model, val_waves, val_targets, val_labels)
             encoder.train()
             if cfg.train_head_only:
                 accelerator.unwrap_model(encoder).audio_encoder.eval()
             record.update({"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "temperature": float(t),
                            "val_R@1": metrics["R@1"], "val_R@5": metrics["R@5"]})
-            if metrics["R@1"] > best["R@1"]:
-                best = {"step": done, "R@1": metrics["R@1"], "R@5": metrics["R@5"], "R@10": metrics["R@10"]}
+            if "label_R@1" in metrics:
+                record["val_label_R@1"] = metrics["label_R@1"]
+            if metrics["select"] > best.get("select", best.get("R@1", -1.0)):
+                best = {"step": done, **{k: metrics[k] for k in ("R@1", "R@5", "R@10", "label_R@1", "label_R@5", "select") if k in metrics}}
                 save(best_dir, done)
                 encoder.train()
         if record:
@@ -355,7 +371,7 @@ def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
     final_step = min(total_steps, cfg.stop_at_step) if cfg.stop_at_step is not None else total_steps
     save(last_dir, final_step)
     if val_targets is None or not best_dir.exists():
-        best = {"step": final_step, **({} if val_targets is None else evaluate_retrieval(model, val_waves, val_targets))}
+        best = {"step": final_step, **({} if val_targets is None else evaluate_retrieval(model, val_waves, val_targets, val_labels))}
         save(best_dir, final_step)
     if skipped:
         log.warning("%d row(s) skipped; the run used the other %d training and %d validation rows", len(skipped), n, len(val_waves))
