@@ -122,6 +122,11 @@ def test_starter_backend_trains_saves_and_loads(tmp_path):
     gen.save_pretrained(tmp_path / "g")
     loaded = Generator.from_pretrained(tmp_path / "g", device="cpu")
     assert loaded.kind == "EmbeddingToImagePipeline" and loaded.space_id == "toy/space"
+    # The conditioning scale and the clean-picture parameterisation travel with the saved pipeline.
+    assert loaded.pipeline.config.embed_scale == pytest.approx(8**0.5)
+    assert loaded.pipeline.scheduler.config.prediction_type == "sample"
+    assert loaded.pipeline.unet.config.resnet_time_scale_shift == "scale_shift"
+    assert loaded.pipeline.config.guidance_scale == 1.0  # a clean-picture predictor is not guided by default
     a = gen.generate(emb[0], space_id="toy/space", seed=3, steps=3)
     b = loaded.generate(emb[0], space_id="toy/space", seed=3, steps=3)
     c = loaded.generate(emb[1], space_id="toy/space", seed=3, steps=3)

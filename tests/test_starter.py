@@ -98,11 +98,14 @@ def test_committed_bundle_meets_its_targets(committed_report):
     gen = world["generation"]
     for attr, floor in GENERATION_FLOORS.items():
         assert gen["per_attribute"][attr] >= floor, (attr, gen)
+    # Pictures drawn from heard sounds match on all three attributes well above chance (1/24): the audio
+    # encoder's alignment term keeps their embeddings where the generator learnt to read them.
+    assert gen["seen"] >= 0.2, gen
 
 
 # Chance: colour 1/4, shape 1/3, size 1/2.
-UNSEEN_ZEROSHOT_FLOORS = {"colour": 0.6, "shape": 0.42, "size": 0.9}
-GENERATION_FLOORS = {"colour": 0.5, "size": 0.65}
+UNSEEN_ZEROSHOT_FLOORS = {"colour": 0.7, "shape": 0.42, "size": 0.9}
+GENERATION_FLOORS = {"colour": 0.7, "size": 0.65}
 
 
 def test_committed_bundle_is_what_its_report_says(committed_report):

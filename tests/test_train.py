@@ -55,6 +55,24 @@ def test_training_lowers_loss_and_lifts_recall(world, tmp_path):
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_align_weight_pulls_sounds_onto_their_pictures(world, tmp_path):
+    """InfoNCE only ranks; the alignment term puts a clip's embedding near its picture's, which generators need."""
+    rows = [r for r in read_manifest(world) if r.split == "train"][:48]
+
+    def own_picture_cosine(weight: float) -> float:
+        cfg = TrainConfig(manifest=str(world), out=str(tmp_path / f"w{weight}"), max_steps=60, batch_size=32, lr=3e-3,
+                          val_every=1000, progress=False, align_weight=weight)
+        model = WavBriVL.from_pretrained(train(cfg).last_dir)
+        audio = model.embed_audio_many([r.audio for r in rows]).embeddings
+        images = model.embed_image([str(r.images[0]) for r in rows])
+        return float((audio * images).sum(-1).mean())
+
+    plain, aligned = own_picture_cosine(0.0), own_picture_cosine(2.0)
+    assert aligned > plain + 0.1, (plain, aligned)
+    with pytest.raises(ValueError, match="align_weight"):
+        TrainConfig(manifest="m", out="o", align_weight=-1.0)
+
+
 def test_resume_continues_from_the_same_step_and_queue(world, tmp_path):
     base = dict(manifest=str(world), max_steps=40, batch_size=16, checkpoint_every=20, val_every=1000,
                 progress=False, queue_size=64, momentum=0.99)

@@ -61,28 +61,42 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
     The embedding is projected and added to the timestep embedding (``class_embed_type="projection"``), so
     it steers every block of the UNet. Classifier-free guidance uses the zero vector as the null condition,
     which training shows the model 10 % of the time.
+
+    ``embed_scale`` multiplies the unit embedding before the UNet sees it. A unit vector of dimension d has
+    entries of about 1/sqrt(d), far weaker than the sinusoidal timestep features it is added to; scaled by
+    sqrt(d) its entries are of order one, and the UNet learns to follow it many times sooner.
+
+    ``guidance_scale`` is the default guidance, stored with the pipeline because the right value depends on
+    how it was trained: a noise-predicting UNet needs guidance (about 3) to commit to its condition, while a
+    clean-picture-predicting one already does, and guidance above 1 pushes its colours past the data
+    (measured on the starter world: consistency 0.54 at guidance 1, 0.40 at 3, 0.04 at 6).
     """
 
-    def __init__(self, unet: UNet2DConditionModel, scheduler: DDIMScheduler) -> None:
+    def __init__(
+        self, unet: UNet2DConditionModel, scheduler: DDIMScheduler, embed_scale: float = 1.0, guidance_scale: float = 3.0
+    ) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(embed_scale=float(embed_scale), guidance_scale=float(guidance_scale))
 
     @torch.no_grad()
     def __call__(
         self,
         image_embeds: torch.Tensor,
         num_inference_steps: int = 25,
-        guidance_scale: float = 3.0,
+        guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
         output_type: str = "pil",
     ):
         unet = self.unet
         b = image_embeds.shape[0]
-        cond = image_embeds.to(unet.device, unet.dtype)
+        cond = image_embeds.to(unet.device, unet.dtype) * self.config.get("embed_scale", 1.0)
         size = unet.config.sample_size
         x = torch.randn((b, unet.config.in_channels, size, size), generator=generator, device="cpu").to(unet.device, unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps)
+        if guidance_scale is None:
+            guidance_scale = float(self.config.get("guidance_scale", 3.0))
         guided = guidance_scale > 1.0
         context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
         for i, t in enumerate(self.scheduler.timesteps):
@@ -105,11 +119,15 @@ class _Output:
         self.images = images
 
 
-def tiny_unet_config(embed_dim: int, sample_size: int = 32, channels: Sequence[int] = (32, 64, 64)) -> dict[str, Any]:
+def tiny_unet_config(
+    embed_dim: int, sample_size: int = 32, channels: Sequence[int] = (32, 64, 64), film: bool = True
+) -> dict[str, Any]:
     """A small convolutional pixel-space UNet conditioned on an ``embed_dim`` vector.
 
     Convolution-only on purpose: on a 2-core CPU the cross-attention variant trained 3x slower for no gain
     in this world, whose content (colour, shape, size) is global and enters through the timestep embedding.
+    ``film`` makes that embedding scale *and* shift every ResNet block's features (FiLM) instead of only
+    shifting them, which lets the condition gate what is drawn rather than only bias it.
     """
     return dict(
         sample_size=sample_size, in_channels=3, out_channels=3, layers_per_block=1,
@@ -117,6 +135,7 @@ def tiny_unet_config(embed_dim: int, sample_size: int = 32, channels: Sequence[i
         down_block_types=("DownBlock2D",) * len(channels), up_block_types=("UpBlock2D",) * len(channels),
         mid_block_type="UNetMidBlock2D", norm_num_groups=8, cross_attention_dim=embed_dim,
         class_embed_type="projection", projection_class_embeddings_input_dim=embed_dim,
+        resnet_time_scale_shift="scale_shift" if film else "default",
     )
 
 
@@ -131,21 +150,31 @@ def train_embedding_generator(
     sample_size: int = 32,
     channels: Sequence[int] = (32, 64, 64),
     null_prob: float = 0.1,
+    embed_scale: float | None = None,
+    film: bool = True,
+    prediction_type: str = "sample",
     progress: bool = True,
     log_every: int = 100,
 ) -> tuple[EmbeddingToImagePipeline, list[float]]:
-    """Train :class:`EmbeddingToImagePipeline` on (image, unit embedding) pairs; returns it and the loss curve."""
+    """Train :class:`EmbeddingToImagePipeline` on (image, unit embedding) pairs; returns it and the loss curve.
+
+    ``embed_scale`` defaults to sqrt(embedding dimension) (see :class:`EmbeddingToImagePipeline`).
+    ``prediction_type="sample"`` trains the UNet to predict the clean picture rather than the noise: on
+    flat-coloured scenes and a few CPU minutes of training it gives clean shapes where noise prediction still
+    leaves grain and smudges.
+    """
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
-    emb = F.normalize(embeddings.float(), dim=-1)
+    scale = float(np.sqrt(embeddings.shape[1])) if embed_scale is None else float(embed_scale)
+    emb = F.normalize(embeddings.float(), dim=-1) * scale
     pixels = torch.stack([
         torch.from_numpy(np.array(img.convert("RGB").resize((sample_size, sample_size), Image.BICUBIC))).permute(2, 0, 1)
         for img in images
     ]).float() / 127.5 - 1
-    unet = UNet2DConditionModel(**tiny_unet_config(emb.shape[1], sample_size, channels))
-    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    unet = UNet2DConditionModel(**tiny_unet_config(emb.shape[1], sample_size, channels, film=film))
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     sched = get_cosine_schedule_with_warmup(opt, max(1, min(100, steps // 10)), steps)
     g = torch.Generator().manual_seed(seed)
@@ -159,7 +188,13 @@ def train_embedding_generator(
         t = torch.randint(0, 1000, (batch_size,), generator=g)
         xt = noise_sched.add_noise(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=c[:, None, :], class_labels=c).sample
-        loss = F.mse_loss(pred, noise)
+        if prediction_type == "epsilon":
+            target = noise
+        elif prediction_type == "sample":
+            target = x0
+        else:
+            target = noise_sched.get_velocity(x0, noise, t)
+        loss = F.mse_loss(pred, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
@@ -169,8 +204,10 @@ def train_embedding_generator(
         if progress and step % log_every == 0:
             log.info("generator step %d loss %.4f", step, np.mean(losses[-log_every:]))
     unet.eval()
-    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
-    return EmbeddingToImagePipeline(unet=unet, scheduler=ddim), losses
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                         prediction_type=prediction_type)
+    guidance = 1.0 if prediction_type == "sample" else 3.0
+    return EmbeddingToImagePipeline(unet=unet, scheduler=ddim, embed_scale=scale, guidance_scale=guidance), losses
 
 
 # ============================================================================ the backend-neutral Generator
@@ -301,8 +338,7 @@ class Generator:
                     callback=lambda i, _t, _latents: on_step(None, i, _t, {}), callback_steps=1,
                 )
             else:
-                out = pipe(emb, num_inference_steps=steps, guidance_scale=3.0 if guidance_scale is None else guidance_scale,
-                           generator=gen, callback_on_step_end=on_step)
+                out = pipe(emb, num_inference_steps=steps, guidance_scale=guidance_scale, generator=gen, callback_on_step_end=on_step)
         return list(out.images)
 
 

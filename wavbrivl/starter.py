@@ -50,6 +50,10 @@ class StarterSettings:
     generator_steps: int = 2500
     audio_batch: int = 64
     generator_batch: int = 64
+    generator_lr: float = 1e-3
+    # Pull sounds onto their pictures so the generator (trained on picture embeddings) can follow them:
+    # at 0.3, seen-sound generation consistency 0.13 -> 0.33 with retrieval unchanged (1.0 costs unseen R@1).
+    audio_align_weight: float = 0.3
     examples: int = 8
     eval_generations: int = 48
 
@@ -128,6 +132,7 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
         manifest=str(manifest), out=str(work / "audio_run"), init=str(init_dir), max_steps=s.audio_steps,
         batch_size=s.audio_batch, lr=3e-3, warmup_steps=50, queue_size=4096, val_every=max(50, s.audio_steps // 4),
         checkpoint_every=10**9, seed=s.seed, progress=False, time_mask_width=20, freq_mask_width=6,
+        align_weight=s.audio_align_weight,
     ))
     timings["audio_encoder_s"] = time.perf_counter() - t
 
@@ -139,7 +144,7 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
     gen_images = [Image.open(r.images[0]).convert("RGB") for r in gen_rows]
     gen_emb = model.embed_image(gen_images)
     pipe, gen_losses = train_embedding_generator(gen_images, gen_emb, steps=s.generator_steps, batch_size=s.generator_batch,
-                                                 seed=s.seed, progress=False)
+                                                 lr=s.generator_lr, seed=s.seed, progress=False)
     timings["generator_s"] = time.perf_counter() - t
 
     # Assemble the bundle in a temporary folder, then swap it in.
