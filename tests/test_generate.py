@@ -127,6 +127,8 @@ def test_starter_backend_trains_saves_and_loads(tmp_path):
     assert loaded.pipeline.scheduler.config.prediction_type == "sample"
     assert loaded.pipeline.unet.config.resnet_time_scale_shift == "scale_shift"
     assert loaded.pipeline.config.guidance_scale == 1.0  # a clean-picture predictor is not guided by default
+    with pytest.raises(ValueError, match="prediction_type"):
+        train_embedding_generator(images[:2], emb[:2], steps=1, prediction_type="x0")
     a = gen.generate(emb[0], space_id="toy/space", seed=3, steps=3)
     b = loaded.generate(emb[0], space_id="toy/space", seed=3, steps=3)
     c = loaded.generate(emb[1], space_id="toy/space", seed=3, steps=3)

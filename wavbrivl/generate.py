@@ -91,12 +91,12 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
     ):
         unet = self.unet
         b = image_embeds.shape[0]
-        cond = image_embeds.to(unet.device, unet.dtype) * self.config.get("embed_scale", 1.0)
+        cond = image_embeds.to(unet.device, unet.dtype) * self.config.embed_scale
         size = unet.config.sample_size
         x = torch.randn((b, unet.config.in_channels, size, size), generator=generator, device="cpu").to(unet.device, unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps)
         if guidance_scale is None:
-            guidance_scale = float(self.config.get("guidance_scale", 3.0))
+            guidance_scale = self.config.guidance_scale
         guided = guidance_scale > 1.0
         context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
         for i, t in enumerate(self.scheduler.timesteps):
@@ -166,6 +166,9 @@ def train_embedding_generator(
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from tqdm.auto import tqdm
 
+    if prediction_type not in ("epsilon", "sample", "v_prediction"):
+        # Checked before training: the schedulers accept any string and would only fail when sampling.
+        raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', not {prediction_type!r}")
     torch.manual_seed(seed)
     scale = float(np.sqrt(embeddings.shape[1])) if embed_scale is None else float(embed_scale)
     emb = F.normalize(embeddings.float(), dim=-1) * scale
