@@ -139,6 +139,51 @@ def test_starter_backend_trains_saves_and_loads(tmp_path):
         loaded.generate(emb[0], space_id="other", steps=1)
 
 
+def test_patched_averaged_stochastic_generator_round_trips(tmp_path):
+    """patch_size folds pixel blocks into channels (the UNet runs at half size, the picture comes back whole);
+    EMA weights are what is saved; eta is stored as the default and can be overridden per call."""
+    images, emb = coloured_squares(16)
+    pipe, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(16, 32),
+                                             patch_size=2, ema_decay=0.99, eta=1.0, progress=False)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert pipe.unet.config.sample_size == 8 and pipe.unet.config.in_channels == 12
+    gen = Generator(pipe, space_id="toy/space", embed_dim=8)
+    gen.save_pretrained(tmp_path / "g")
+    loaded = Generator.from_pretrained(tmp_path / "g", device="cpu")
+    assert loaded.pipeline.config.patch_size == 2 and loaded.pipeline.config.eta == 1.0
+    for a, b in zip(pipe.unet.state_dict().values(), loaded.pipeline.unet.state_dict().values()):
+        assert torch.equal(a, b)
+    x = loaded.generate(emb[0], space_id="toy/space", seed=5, steps=4)
+    y = loaded.generate(emb[0], space_id="toy/space", seed=5, steps=4)
+    assert x[0].size == (16, 16)
+    assert np.array_equal(np.asarray(x[0]), np.asarray(y[0]))  # stochastic sampling is still seeded
+    deterministic = loaded.pipeline(emb[:1], num_inference_steps=4,
+                                    generator=torch.Generator().manual_seed(5), eta=0.0).images
+    assert not np.array_equal(np.asarray(x[0]), np.asarray(deterministic[0]))
+    with pytest.raises(ValueError, match="patch_size"):
+        train_embedding_generator(images[:2], emb[:2], steps=1, sample_size=15, patch_size=2)
+
+
+def test_min_snr_weighting_spends_the_loss_on_the_middle_noise_levels():
+    """Min-SNR weights are at most 1, cap the cleanest steps and fade out the noisiest ones; training with
+    them still learns."""
+    from diffusers import DDPMScheduler
+
+    from wavbrivl.generate import _min_snr_weight
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    t = torch.tensor([0, 100, 500, 900, 999])
+    w = _min_snr_weight(sched, t, 5.0, "sample")
+    assert torch.all(w <= 1) and w[0] == 1 and w[1] == 1
+    assert w[4] < w[3] < w[2] < 1
+    eps_w = _min_snr_weight(sched, t, 5.0, "epsilon")
+    assert eps_w[0] < 1e-3 and torch.allclose(eps_w[3:], torch.ones(2))
+    images, emb = coloured_squares(8)
+    _, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16),
+                                          snr_gamma=5.0, progress=False)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+
+
 def test_concurrent_calls_are_serialised(tmp_path):
     images, emb = coloured_squares(4)
     pipe, _ = train_embedding_generator(images, emb, steps=2, batch_size=4, sample_size=16, channels=(8, 16), progress=False)

@@ -142,3 +142,31 @@ def test_hub_backbone_offline_error_names_what_and_how(monkeypatch):
     message = str(info.value)
     assert "ViT-B-32" in message and "openai" in message and "vit-b-32" in message
     assert "HF_HUB_OFFLINE" in message and "starter" in message
+
+
+def test_two_stream_encoder(tiny_model, tmp_path):
+    """The 'twostream' encoder embeds any length, round-trips through a checkpoint, and its spectral
+    stream ignores *when* things sound (frames shuffled in time give the same spectral features)."""
+    import dataclasses
+
+    from wavbrivl.encoder import EncoderConfig
+
+    enc = EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32)
+    torch.manual_seed(0)
+    model = WavBriVL(dataclasses.replace(tiny_model.config, encoder=enc))
+    for seconds in (0.5, 7.0):
+        emb = model.embed_audio(noisy_tone(500, seconds), sample_rate=16000)
+        assert emb.shape == (1, 32) and torch.isfinite(emb).all()
+    loaded = WavBriVL.from_pretrained(model.save_pretrained(tmp_path / "two"))
+    x = noisy_tone(900, 2.0)
+    assert torch.equal(loaded.embed_audio(x, sample_rate=16000), model.embed_audio(x, sample_rate=16000))
+    trunk = model.audio_encoder.audio_encoder
+    feats = torch.randn(3, 1, tiny_model.frontend.n_bins, 120)
+    shuffled = feats[..., torch.randperm(120)]
+    n_spec = trunk.out_channels - enc.channels[-1]
+    with torch.no_grad():
+        a, b = trunk(feats), trunk(shuffled)
+    assert torch.allclose(a[:, :n_spec], b[:, :n_spec], atol=1e-5)
+    assert not torch.allclose(a[:, n_spec:], b[:, n_spec:], atol=1e-3)
+    with pytest.raises(ValueError, match="twostream"):
+        WavBriVL(dataclasses.replace(tiny_model.config, encoder=EncoderConfig(arch="bogus", embed_dim=32)))

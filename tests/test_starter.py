@@ -79,33 +79,31 @@ def committed_report(tmp_path_factory):
 
 
 def test_committed_bundle_meets_its_targets(committed_report):
-    """Seen combinations meet issue 8's targets; unseen ones and generation are held at what the bundle reaches.
+    """Retrieval and zero-shot meet issue 8's targets on seen and on never-heard combinations; generation is
+    held at what the bundle reaches.
 
-    Issue 8 asks for unseen R@1 >= 0.5, unseen zero-shot >= 0.6 per attribute and generation consistency
-    >= 0.8; the committed bundle does not reach them (README, "The offline starter bundle"). The floors below
-    pin what it does reach, each clearly above chance, so that a regression fails here.
+    Issue 8 asks for generation consistency >= 0.8; the committed bundle does not reach it (README, "The
+    offline starter bundle"). The generation floors below pin what it does reach, each clearly above
+    chance, so that a regression fails here.
     """
     report, _ = committed_report
     world = report["world"]
     assert report["clips"]["skipped"] == 0
     seen, unseen = world["seen"], world["unseen"]
     assert seen["audio_to_image"]["R@1"] >= 0.9, seen["audio_to_image"]
+    assert unseen["audio_to_image"]["R@1"] >= 0.5, unseen["audio_to_image"]
     for attr in ("colour", "shape", "size"):
         assert seen[f"zeroshot_{attr}"] >= 0.9, (attr, seen)
-    assert unseen["audio_to_image"]["R@1"] >= 2 * unseen["audio_to_image"]["chance_R@1"], unseen["audio_to_image"]
-    for attr, floor in UNSEEN_ZEROSHOT_FLOORS.items():
-        assert unseen[f"zeroshot_{attr}"] >= floor, (attr, unseen)
+        assert unseen[f"zeroshot_{attr}"] >= 0.6, (attr, unseen)
     gen = world["generation"]
     for attr, floor in GENERATION_FLOORS.items():
         assert gen["per_attribute"][attr] >= floor, (attr, gen)
-    # Pictures drawn from heard sounds match on all three attributes well above chance (1/24): the audio
-    # encoder's alignment term keeps their embeddings where the generator learnt to read them.
-    assert gen["seen"] >= 0.2, gen
+    # All three attributes right, well above chance (1/24): from heard sounds, and from all sounds.
+    assert gen["seen"] >= 0.3 and gen["consistency"] >= 0.3, gen
 
 
 # Chance: colour 1/4, shape 1/3, size 1/2.
-UNSEEN_ZEROSHOT_FLOORS = {"colour": 0.7, "shape": 0.42, "size": 0.9}
-GENERATION_FLOORS = {"colour": 0.7, "size": 0.65}
+GENERATION_FLOORS = {"colour": 0.85, "shape": 0.34, "size": 0.85}
 
 
 def test_committed_bundle_is_what_its_report_says(committed_report):

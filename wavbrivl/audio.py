@@ -287,6 +287,11 @@ class AudioFrontEnd(nn.Module):
             self._floor = 1e-7
 
     @property
+    def n_bins(self) -> int:
+        """Frequency bins per frame (mel bands, or the linear spectrogram's n_fft // 2 + 1)."""
+        return self.config.n_mels if self.config.kind == "logmel" else 512 // 2 + 1
+
+    @property
     def frame_hop(self) -> int:
         return self.config.hop_length if self.config.kind == "logmel" else 353
 

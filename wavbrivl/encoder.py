@@ -20,6 +20,8 @@ class EncoderConfig:
     The default is a small 4-stage ResNet (about 1.2 M parameters) sized for a 2-core CPU: a CNN
     on 64 mel bands is enough to align sound to a frozen image space and many times cheaper than
     Wav2CLIP's ResNet-18 on a 257-bin linear spectrogram (see ``benchmarks/embed.py``).
+    ``arch="twostream"`` (:class:`TwoStreamTrunk`) suits sounds whose meaning splits into *which
+    frequencies* and *what happens over time*; it reads ``stem_channels`` and ``channels`` only.
     """
 
     arch: str = "resnet"
@@ -112,6 +114,46 @@ class ResNetTrunk(nn.Module):
         return x.mean(dim=2) + x.amax(dim=2)
 
 
+class TwoStreamTrunk(nn.Module):
+    """A spectral stream and a temporal stream, pooled apart and concatenated: ``[B, 1, F, T]`` -> ``[B, C]``.
+
+    Why: a single CNN learns *joint* detectors (this pitch with that rhythm), so a pitch and a rhythm it
+    has only heard apart land on whatever combination it did hear. Here the spectral stream sees only
+    the clip's time-pooled spectrum (which frequencies sound: register, timbre) and the temporal stream
+    only sees the spectrogram through small-kernel convolutions max-pooled over frequency (what happens
+    over time, wherever in frequency: rhythm, glides, length). Under a linear head the embedding is then
+    a sum of a "what" term and a "when" term, the same additive form as a caption's words, and an unheard
+    pair of known parts lands between them.
+    """
+
+    def __init__(self, cfg: EncoderConfig, n_freq: int) -> None:
+        super().__init__()
+        c = cfg.stem_channels
+        spec_c, spec_out = c, cfg.channels[-1]
+        self.spectral = nn.Sequential(
+            nn.Conv1d(2, spec_c, 5, padding=2), nn.BatchNorm1d(spec_c), nn.ReLU(inplace=True),
+            nn.Conv1d(spec_c, spec_c, 5, stride=2, padding=2), nn.BatchNorm1d(spec_c), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Linear(spec_c * ((n_freq + 1) // 2), spec_out), nn.ReLU(inplace=True),
+        )
+        chans = [c, *cfg.channels]
+        # Stride 2 at once: the full-resolution map costs most of the step and its 10 ms frames are finer than any
+        # rhythm in the world's sounds.
+        layers: list[nn.Module] = [nn.Conv2d(1, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(c, c, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        self.local = nn.Sequential(*layers)
+        temporal: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            temporal += [nn.Conv1d(a, b, 5, stride=2, padding=2, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        self.temporal = nn.Sequential(*temporal)
+        self.out_channels = spec_out + chans[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1)  # [B, 2, F]
+        what = self.spectral(spectrum)
+        when = self.temporal(self.local(x).amax(dim=2))  # [B, C, T']
+        return torch.cat([what, when.mean(dim=2) + when.amax(dim=2)], dim=1)
+
+
 class MLPHead(nn.Module):
     """Linear -> ReLU -> Dropout -> ... -> Linear, laid out as Wav2CLIP's ``MLPLayers``."""
 
@@ -129,12 +171,17 @@ class MLPHead(nn.Module):
 class AudioEncoder(nn.Module):
     """Features -> embedding ``[B, embed_dim]`` (not normalised: :class:`~wavbrivl.WavBriVL` does that)."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, n_freq: int | None = None) -> None:
         super().__init__()
-        if config.arch not in ("resnet", "wav2clip"):
-            raise ValueError(f"unknown encoder arch {config.arch!r}")
+        if config.arch not in ("resnet", "wav2clip", "twostream"):
+            raise ValueError(f"unknown encoder arch {config.arch!r} (expected 'resnet', 'wav2clip' or 'twostream')")
         self.config = config
-        self.audio_encoder = ResNetTrunk(config)
+        if config.arch == "twostream":
+            if not n_freq:
+                raise ValueError("the 'twostream' encoder needs the front end's number of frequency bins")
+            self.audio_encoder: nn.Module = TwoStreamTrunk(config, n_freq)
+        else:
+            self.audio_encoder = ResNetTrunk(config)
         self.audio_transform = MLPHead([self.audio_encoder.out_channels, *config.head_hidden, config.embed_dim], config.dropout)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -70,14 +70,25 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
     how it was trained: a noise-predicting UNet needs guidance (about 3) to commit to its condition, while a
     clean-picture-predicting one already does, and guidance above 1 pushes its colours past the data
     (measured on the starter world: consistency 0.54 at guidance 1, 0.40 at 3, 0.04 at 6).
+
+    ``patch_size`` p > 1 runs the UNet on pixel-unshuffled pictures (p x p pixel blocks folded into channels,
+    the "patching" of simple diffusion): the UNet works at 1/p the resolution with p*p times the channels,
+    so a 4x wider network costs less per step than a narrow one at full resolution, and the picture comes
+    back at full resolution. ``eta`` is the DDIM stochasticity used by default: with eta = 0 an undertrained
+    clean-picture predictor follows the average over the rotations it has not yet decided and draws
+    rounded blobs, and fresh noise at each step can let it commit to one (a narrow starter generator:
+    picture-conditioned consistency 0.36 at eta 0, 0.50 at eta 1 with 50 steps). A better-trained one
+    needs no help (the committed starter generator: 0.53 at eta 0, 0.52 at eta 1), so the default is 0.
     """
 
     def __init__(
-        self, unet: UNet2DConditionModel, scheduler: DDIMScheduler, embed_scale: float = 1.0, guidance_scale: float = 3.0
+        self, unet: UNet2DConditionModel, scheduler: DDIMScheduler, embed_scale: float = 1.0, guidance_scale: float = 3.0,
+        patch_size: int = 1, eta: float = 0.0,
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(embed_scale=float(embed_scale), guidance_scale=float(guidance_scale))
+        self.register_to_config(embed_scale=float(embed_scale), guidance_scale=float(guidance_scale),
+                                patch_size=int(patch_size), eta=float(eta))
 
     @torch.no_grad()
     def __call__(
@@ -88,6 +99,7 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
         output_type: str = "pil",
+        eta: float | None = None,
     ):
         unet = self.unet
         b = image_embeds.shape[0]
@@ -97,6 +109,9 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps)
         if guidance_scale is None:
             guidance_scale = self.config.guidance_scale
+        step_kwargs: dict[str, Any] = {"generator": generator}
+        if isinstance(self.scheduler, DDIMScheduler):
+            step_kwargs["eta"] = self.config.eta if eta is None else float(eta)
         guided = guidance_scale > 1.0
         context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
         for i, t in enumerate(self.scheduler.timesteps):
@@ -105,9 +120,11 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
             if guided:
                 uncond, c = eps.chunk(2)
                 eps = uncond + guidance_scale * (c - uncond)
-            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
+            x = self.scheduler.step(eps, t, x, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})
+        if self.config.patch_size > 1:
+            x = F.pixel_shuffle(x, self.config.patch_size)
         images = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         if output_type == "np":
             return images
@@ -120,7 +137,7 @@ class _Output:
 
 
 def tiny_unet_config(
-    embed_dim: int, sample_size: int = 32, channels: Sequence[int] = (32, 64, 64), film: bool = True
+    embed_dim: int, sample_size: int = 32, channels: Sequence[int] = (32, 64, 64), film: bool = True, in_channels: int = 3
 ) -> dict[str, Any]:
     """A small convolutional pixel-space UNet conditioned on an ``embed_dim`` vector.
 
@@ -130,7 +147,7 @@ def tiny_unet_config(
     shifting them, which lets the condition gate what is drawn rather than only bias it.
     """
     return dict(
-        sample_size=sample_size, in_channels=3, out_channels=3, layers_per_block=1,
+        sample_size=sample_size, in_channels=in_channels, out_channels=in_channels, layers_per_block=1,
         block_out_channels=tuple(channels),
         down_block_types=("DownBlock2D",) * len(channels), up_block_types=("UpBlock2D",) * len(channels),
         mid_block_type="UNetMidBlock2D", norm_num_groups=8, cross_attention_dim=embed_dim,
@@ -153,6 +170,10 @@ def train_embedding_generator(
     embed_scale: float | None = None,
     film: bool = True,
     prediction_type: str = "sample",
+    patch_size: int = 1,
+    ema_decay: float | None = None,
+    eta: float = 0.0,
+    snr_gamma: float | None = None,
     progress: bool = True,
     log_every: int = 100,
 ) -> tuple[EmbeddingToImagePipeline, list[float]]:
@@ -161,7 +182,12 @@ def train_embedding_generator(
     ``embed_scale`` defaults to sqrt(embedding dimension) (see :class:`EmbeddingToImagePipeline`).
     ``prediction_type="sample"`` trains the UNet to predict the clean picture rather than the noise: on
     flat-coloured scenes and a few CPU minutes of training it gives clean shapes where noise prediction still
-    leaves grain and smudges.
+    leaves grain and smudges. ``sample_size`` is the picture's side; with ``patch_size`` p the UNet runs at
+    ``sample_size / p`` (see :class:`EmbeddingToImagePipeline`). ``ema_decay`` keeps an exponential moving
+    average of the weights (with the usual warm-up) and returns it: averaged weights draw cleaner edges
+    than the last step's. ``snr_gamma`` weights each noise level by Min-SNR-gamma (Hang et al. 2023): a
+    plain clean-picture loss is dominated by the noisiest steps, whose best answer is a blurred average, and
+    spends little on the middle steps where edges and corners are decided.
     """
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from tqdm.auto import tqdm
@@ -172,11 +198,21 @@ def train_embedding_generator(
     torch.manual_seed(seed)
     scale = float(np.sqrt(embeddings.shape[1])) if embed_scale is None else float(embed_scale)
     emb = F.normalize(embeddings.float(), dim=-1) * scale
+    if patch_size < 1 or sample_size % patch_size:
+        raise ValueError(f"patch_size {patch_size} must be >= 1 and divide sample_size {sample_size}")
     pixels = torch.stack([
         torch.from_numpy(np.array(img.convert("RGB").resize((sample_size, sample_size), Image.BICUBIC))).permute(2, 0, 1)
         for img in images
     ]).float() / 127.5 - 1
-    unet = UNet2DConditionModel(**tiny_unet_config(emb.shape[1], sample_size, channels, film=film))
+    if patch_size > 1:
+        pixels = F.pixel_unshuffle(pixels, patch_size)
+    unet = UNet2DConditionModel(**tiny_unet_config(emb.shape[1], sample_size // patch_size, channels, film=film,
+                                                   in_channels=3 * patch_size**2))
+    ema = None
+    if ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4)
     noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     sched = get_cosine_schedule_with_warmup(opt, max(1, min(100, steps // 10)), steps)
@@ -197,20 +233,42 @@ def train_embedding_generator(
             target = x0
         else:
             target = noise_sched.get_velocity(x0, noise, t)
-        loss = F.mse_loss(pred, target)
+        if snr_gamma:
+            per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+            loss = (per_sample * _min_snr_weight(noise_sched, t, snr_gamma, prediction_type)).mean()
+        else:
+            loss = F.mse_loss(pred, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(unet.parameters())
         losses.append(float(loss.detach()))
         if progress and step % log_every == 0:
             log.info("generator step %d loss %.4f", step, np.mean(losses[-log_every:]))
+    if ema is not None:
+        ema.copy_to(unet.parameters())
     unet.eval()
     ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True,
                          prediction_type=prediction_type)
     guidance = 1.0 if prediction_type == "sample" else 3.0
-    return EmbeddingToImagePipeline(unet=unet, scheduler=ddim, embed_scale=scale, guidance_scale=guidance), losses
+    pipe = EmbeddingToImagePipeline(unet=unet, scheduler=ddim, embed_scale=scale, guidance_scale=guidance,
+                                    patch_size=patch_size, eta=eta)
+    return pipe, losses
+
+
+def _min_snr_weight(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-gamma loss weights, normalised to at most 1, for the given prediction target."""
+    abar = scheduler.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    capped = snr.clamp(max=gamma)
+    if prediction_type == "sample":
+        return capped / gamma
+    if prediction_type == "epsilon":
+        return capped / snr
+    return capped / (snr + 1)
 
 
 # ============================================================================ the backend-neutral Generator

@@ -119,7 +119,7 @@ class WavBriVL(nn.Module):
         self.config = config
         self.root = Path(root) if root is not None else None
         self.frontend = AudioFrontEnd(config.frontend)
-        self.audio_encoder = AudioEncoder(config.encoder)
+        self.audio_encoder = AudioEncoder(config.encoder, n_freq=self.frontend.n_bins)
         self._backbone: FrozenBackbone | None = None
         self._backbone_dtype = backbone_dtype
         self.to(device)
