@@ -57,13 +57,18 @@ class StarterSettings:
     generator_patch: int = 2
     generator_ema: float | None = 0.999
     generator_snr_gamma: float | None = None
+    # Velocity prediction with guidance 2: picture-conditioned consistency 0.59 against 0.53 for clean-picture
+    # prediction (guidance 1), and 0.39 against 0.34 from sounds (two evaluation seeds, 120 sounds each).
+    generator_prediction: str = "v_prediction"
+    generator_guidance: float = 2.0
     # Also train the generator on the heard sounds' own embeddings, paired with their pictures.
     generator_audio_pairs: bool = True
     # Pull sounds onto their pictures so the generator (trained on picture embeddings) can follow them:
     # at 0.3, seen-sound generation consistency 0.13 -> 0.33 with retrieval unchanged (1.0 costs unseen R@1).
     audio_align_weight: float = 0.3
     examples: int = 8
-    eval_generations: int = 48
+    # 48 sounds gave figures that moved by 0.15 between sampling seeds; 120 pin them to about +-0.05.
+    eval_generations: int = 120
 
     @classmethod
     def reduced(cls) -> "StarterSettings":
@@ -227,7 +232,8 @@ def starter_generator_options(s: StarterSettings) -> dict[str, Any]:
     """Keyword arguments of :func:`~wavbrivl.generate.train_embedding_generator` for the starter generator."""
     return dict(steps=s.generator_steps, batch_size=s.generator_batch, lr=s.generator_lr,
                 channels=tuple(s.generator_channels), patch_size=s.generator_patch, ema_decay=s.generator_ema,
-                snr_gamma=s.generator_snr_gamma)
+                snr_gamma=s.generator_snr_gamma, prediction_type=s.generator_prediction,
+                guidance_scale=s.generator_guidance)
 
 
 def write_bundle_world(bundle: str | Path, out: str | Path) -> Path:
@@ -267,7 +273,7 @@ def attribute_classifiers(model: WavBriVL) -> dict[str, tuple[list[str], torch.T
 
 
 def evaluate_bundle(
-    model: WavBriVL, generator, rows, gallery_paths, gallery_labels, *, n_generations: int = 48, seed: int = 0,
+    model: WavBriVL, generator, rows, gallery_paths, gallery_labels, *, n_generations: int = 120, seed: int = 0,
     pair_of_row: list[int] | None = None,
 ) -> dict[str, Any]:
     """Seen/unseen retrieval, zero-shot attribute accuracy from audio, and generation consistency.
