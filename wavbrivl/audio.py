@@ -289,11 +289,11 @@ class AudioFrontEnd(nn.Module):
     @property
     def n_bins(self) -> int:
         """Frequency bins per frame (mel bands, or the linear spectrogram's n_fft // 2 + 1)."""
-        return self.config.n_mels if self.config.kind == "logmel" else 512 // 2 + 1
+        return self.config.n_mels if self.config.kind == "logmel" else self.spectrogram.n_fft // 2 + 1
 
     @property
     def frame_hop(self) -> int:
-        return self.config.hop_length if self.config.kind == "logmel" else 353
+        return self.spectrogram.hop_length
 
     def forward(self, wave: torch.Tensor, valid_samples: torch.Tensor | None = None) -> torch.Tensor:
         spec = torch.log(self.spectrogram(wave) + self._floor)  # [B, F, frames]

@@ -74,7 +74,7 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
 
     ``patch_size`` p > 1 runs the UNet on pixel-unshuffled pictures (p x p pixel blocks folded into channels,
     the "patching" of simple diffusion): the UNet works at 1/p the resolution with p*p times the channels,
-    so a 4x wider network costs less per step than a narrow one at full resolution, and the picture comes
+    so a network twice as wide costs less per step than a narrow one at full resolution, and the picture comes
     back at full resolution. ``eta`` is the DDIM stochasticity used by default: with eta = 0 an undertrained
     clean-picture predictor follows the average over the rotations it has not yet decided and draws
     rounded blobs, and fresh noise at each step can let it commit to one (a narrow starter generator:

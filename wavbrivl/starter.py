@@ -51,8 +51,9 @@ class StarterSettings:
     audio_batch: int = 64
     generator_batch: int = 64
     generator_lr: float = 1e-3
-    # A 4x wider UNet on 2x2-patched pictures costs less per step than the narrow full-resolution one;
-    # weight averaging and Min-SNR weighting sharpen its shapes (see README: the starter bundle).
+    # A UNet twice as wide on 2x2-patched pictures costs less per step than the narrow full-resolution one;
+    # weight averaging sharpens its shapes. Min-SNR weighting is available but off: it cost colour and size
+    # (picture-conditioned consistency 0.41 against 0.50; see README: the starter bundle).
     generator_channels: tuple[int, ...] = (64, 128, 128)
     generator_patch: int = 2
     generator_ema: float | None = 0.999
@@ -101,8 +102,6 @@ def starter_model_config(backbone_dir: Path, backbone_id: str) -> WavBriVLConfig
 
 def build_starter(out: str | Path, settings: StarterSettings | None = None, work: str | Path | None = None) -> dict[str, Any]:
     """Build the whole bundle into ``out``; returns the evaluation report."""
-    from PIL import Image
-
     from .data import read_manifest
     from .generate import Generator, train_embedding_generator
     from .index import GalleryIndex
@@ -154,7 +153,7 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
         # heard sounds' embeddings too teaches the generator where sounds land.
         heard = [r for r in rows if r.split != "test"]
         sounds = model.embed_audio_many([r.audio for r in heard], batch_size=64)
-        gen_images = pics + [Image.open(heard[i].images[0]).convert("RGB") for i in sounds.indices]
+        gen_images = pics + [pics[i] for i in sounds.indices]  # heard[i]'s picture is pics[i]
         gen_emb = torch.cat([gen_emb, sounds.embeddings])
     pipe, gen_losses = train_embedding_generator(gen_images, gen_emb, seed=s.seed, progress=False,
                                                  **starter_generator_options(s))
@@ -210,9 +209,9 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
 def picture_set(rows, n_per_combo: int, seed: int) -> tuple[list, list[dict[str, str]]]:
     """The pictures the backbone and the generator learn from, with their attributes.
 
-    Every picture except the test split's (the gallery must hold unseen pictures), plus pictures of the
-    held-out pairs drawn afresh from other seeds: the picture models may know what a red triangle looks
-    like; only the audio encoder must never have heard one.
+    Every picture except the test split's (the gallery must hold unseen pictures), first and in the rows'
+    order, then pictures of the held-out pairs drawn afresh from other seeds: the picture models may know
+    what a red triangle looks like; only the audio encoder must never have heard one.
     """
     from PIL import Image
 
