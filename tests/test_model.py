@@ -170,3 +170,30 @@ def test_two_stream_encoder(tiny_model, tmp_path):
     assert not torch.allclose(a[:, n_spec:], b[:, n_spec:], atol=1e-3)
     with pytest.raises(ValueError, match="twostream"):
         WavBriVL(dataclasses.replace(tiny_model.config, encoder=EncoderConfig(arch="bogus", embed_dim=32)))
+
+
+def test_two_stream_contour_features_say_how_the_spectrum_looks_not_where():
+    """A glide's smeared band heard in one register must read the same in another: the contour branch's
+    features are unchanged when the whole spectrum moves in frequency, and tell a narrow peak from a band."""
+    from wavbrivl.encoder import AudioEncoder, EncoderConfig
+
+    torch.manual_seed(0)
+    enc = AudioEncoder(EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32,
+                                     contour_channels=6), n_freq=48).eval()
+    trunk = enc.audio_encoder
+    assert trunk.out_channels == 32 + 32 + 6
+
+    def spectrum(lo: int, width: int) -> torch.Tensor:
+        feats = torch.full((1, 1, 48, 50), -1.0)
+        feats[:, :, lo : lo + width] = 2.0
+        return feats
+
+    with torch.no_grad():
+        contour = lambda f: trunk(f)[:, -6:]
+        low_band, high_band, high_peak = contour(spectrum(8, 5)), contour(spectrum(30, 5)), contour(spectrum(31, 1))
+        assert torch.allclose(low_band, high_band, atol=1e-5)
+        assert not torch.allclose(high_band, high_peak, atol=1e-2)
+        # The position-tied spectral stream does say where (that is how it hears colour).
+        assert not torch.allclose(trunk(spectrum(8, 5))[:, :32], trunk(spectrum(30, 5))[:, :32], atol=1e-3)
+    off = AudioEncoder(EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32), n_freq=48)
+    assert off.audio_encoder.contour is None and off.audio_encoder.out_channels == 64

@@ -96,3 +96,26 @@ def test_sample_items_and_captions():
     assert len({(i.colour, i.shape, i.size) for i in items}) > 12
     wave = render_sound(items[0])
     assert wave.dtype == np.float32 and wave.shape == (48000,) and np.abs(wave).max() <= 0.9 + 1e-6
+
+
+def _mask(img, colour):
+    return np.abs(np.asarray(img).astype(int) - np.array(COLOURS[colour])).sum(axis=-1) < 80
+
+
+def test_upright_picture_is_the_same_scene_with_its_shape_turned_upright():
+    for seed in range(6):
+        square = make_item("blue", "square", "large", seed)
+        turned, upright = _mask(render_image(square), "blue"), _mask(render_image(square, upright=True), "blue")
+        # Same background everywhere neither shape covers (only the rotation changed).
+        outside = ~(turned | upright)
+        assert np.array_equal(np.asarray(render_image(square))[outside], np.asarray(render_image(square, upright=True))[outside])
+        # An axis-aligned square fills its bounding box.
+        ys, xs = np.nonzero(upright)
+        assert upright.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) > 0.9
+        # A triangle pointing up widens downwards.
+        tri = _mask(render_image(make_item("red", "triangle", "large", seed), upright=True), "red")
+        rows = np.flatnonzero(tri.any(axis=1))
+        width = tri.sum(axis=1)
+        assert width[rows[: len(rows) // 4]].mean() < width[rows[-len(rows) // 4 :]].mean() / 2
+    circle = make_item("green", "circle", "small", 3)
+    assert np.array_equal(np.asarray(render_image(circle)), np.asarray(render_image(circle, upright=True)))

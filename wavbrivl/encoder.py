@@ -21,7 +21,8 @@ class EncoderConfig:
     on 64 mel bands is enough to align sound to a frozen image space and many times cheaper than
     Wav2CLIP's ResNet-18 on a 257-bin linear spectrogram (see ``benchmarks/embed.py``).
     ``arch="twostream"`` (:class:`TwoStreamTrunk`) suits sounds whose meaning splits into *which
-    frequencies* and *what happens over time*; it reads ``stem_channels`` and ``channels`` only.
+    frequencies* and *what happens over time*; it reads ``stem_channels``, ``channels`` and
+    ``contour_channels`` only.
     """
 
     arch: str = "resnet"
@@ -34,6 +35,7 @@ class EncoderConfig:
     head_hidden: list[int] = field(default_factory=lambda: [512])
     dropout: float = 0.1
     embed_dim: int = 512
+    contour_channels: int = 0
 
     @classmethod
     def wav2clip(cls) -> "EncoderConfig":
@@ -146,12 +148,26 @@ class TwoStreamTrunk(nn.Module):
             temporal += [nn.Conv1d(a, b, 5, stride=2, padding=2, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
         self.temporal = nn.Sequential(*temporal)
         self.out_channels = spec_out + chans[-1]
+        self.contour: nn.Module | None = None
+        if cfg.contour_channels:
+            k = cfg.contour_channels
+            self.contour = nn.Sequential(
+                nn.Conv1d(2, k, 5, padding=2), nn.BatchNorm1d(k), nn.ReLU(inplace=True),
+                nn.Conv1d(k, k, 5, padding=2), nn.BatchNorm1d(k), nn.ReLU(inplace=True),
+            )
+            self.out_channels += k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spectrum = torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1)  # [B, 2, F]
         what = self.spectral(spectrum)
         when = self.temporal(self.local(x).amax(dim=2))  # [B, C, T']
-        return torch.cat([what, when.mean(dim=2) + when.amax(dim=2)], dim=1)
+        parts = [what, when.mean(dim=2) + when.amax(dim=2)]
+        if self.contour is not None:
+            # The spectrum's local form (a narrow peak, a smeared band), max-pooled over frequency so it does
+            # not say where: the spectral stream's linear layer is tied to frequency positions and cannot
+            # carry "smeared = glide" to a register where it never heard a glide.
+            parts.append(self.contour(spectrum).amax(dim=2))
+        return torch.cat(parts, dim=1)
 
 
 class MLPHead(nn.Module):
