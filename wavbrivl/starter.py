@@ -36,7 +36,7 @@ from .audio import FrontEndConfig
 from .backbone import BackboneConfig
 from .encoder import EncoderConfig
 from .model import WavBriVL, WavBriVLConfig
-from .world import ATTRIBUTES, DEFAULT_HOLDOUT, all_combinations, caption_for, make_item, render_image
+from .world import ATTRIBUTES, DEFAULT_HOLDOUT, all_combinations, caption_for, make_item, render_image, world_items
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,6 @@ def picture_set(rows, n_per_combo: int, seed: int, upright: bool = False) -> tup
     scene, so the generator learns "this embedding -> this scene, drawn upright".
     """
     from PIL import Image
-
-    from .world import world_items
 
     fit = [i for i, r in enumerate(rows) if r.split != "test"]
     if upright:
