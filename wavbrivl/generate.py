@@ -264,8 +264,9 @@ def train_embedding_generator(
 
 def _min_snr_weight(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
     """Min-SNR-gamma loss weights, normalised to at most 1, for the given prediction target."""
-    abar = scheduler.alphas_cumprod[t]
-    snr = abar / (1 - abar)
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, t)
     capped = snr.clamp(max=gamma)
     if prediction_type == "sample":
         return capped / gamma
