@@ -184,6 +184,26 @@ def test_min_snr_weighting_spends_the_loss_on_the_middle_noise_levels():
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
 
 
+def test_jittered_conditions_keep_their_length_and_stay_near_their_point():
+    """Noise augmentation of the condition (as Stable unCLIP does with its image embeddings): each row keeps
+    its length and moves by its own random amount, up to a cosine of about 0.71 at level 1; level 0 is a
+    no-op; training with it still learns, and a negative level is refused."""
+    from wavbrivl.generate import jitter_condition
+
+    c = torch.nn.functional.normalize(torch.randn(4000, 64, generator=torch.Generator().manual_seed(0)), dim=-1) * 8
+    moved = jitter_condition(c, 1.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(moved.norm(dim=-1), c.norm(dim=-1), atol=1e-4)
+    cos = torch.nn.functional.cosine_similarity(moved, c, dim=-1)
+    assert 0.85 < float(cos.mean()) < 0.91 and float(cos.quantile(0.01)) > 0.6 and float(cos.max()) > 0.999
+    assert torch.allclose(jitter_condition(c, 0.0, torch.Generator().manual_seed(1)), c, atol=1e-5)
+    images, emb = coloured_squares(8)
+    _, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16),
+                                          cond_noise=1.0, progress=False)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    with pytest.raises(ValueError, match="cond_noise"):
+        train_embedding_generator(images, emb, steps=1, sample_size=16, cond_noise=-0.5)
+
+
 def test_concurrent_calls_are_serialised(tmp_path):
     images, emb = coloured_squares(4)
     pipe, _ = train_embedding_generator(images, emb, steps=2, batch_size=4, sample_size=16, channels=(8, 16), progress=False)

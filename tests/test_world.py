@@ -102,20 +102,24 @@ def _mask(img, colour):
     return np.abs(np.asarray(img).astype(int) - np.array(COLOURS[colour])).sum(axis=-1) < 80
 
 
-def test_upright_picture_is_the_same_scene_with_its_shape_turned_upright():
+def test_canonical_picture_is_the_same_scene_centred_and_upright():
     for seed in range(6):
         square = make_item("blue", "square", "large", seed)
-        turned, upright = _mask(render_image(square), "blue"), _mask(render_image(square, upright=True), "blue")
-        # Same background everywhere neither shape covers (only the rotation changed).
-        outside = ~(turned | upright)
-        assert np.array_equal(np.asarray(render_image(square))[outside], np.asarray(render_image(square, upright=True))[outside])
-        # An axis-aligned square fills its bounding box.
-        ys, xs = np.nonzero(upright)
-        assert upright.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) > 0.9
+        posed, canonical = _mask(render_image(square), "blue"), _mask(render_image(square, canonical=True), "blue")
+        # Same background everywhere neither shape covers (only the pose changed), and the same size.
+        outside = ~(posed | canonical)
+        assert np.array_equal(np.asarray(render_image(square))[outside], np.asarray(render_image(square, canonical=True))[outside])
+        assert abs(int(canonical.sum()) - int(posed.sum())) < 0.1 * posed.sum()
+        # An axis-aligned square fills its bounding box, and the box is centred.
+        ys, xs = np.nonzero(canonical)
+        assert canonical.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) > 0.9
+        assert abs(ys.mean() - 31.5) < 1.5 and abs(xs.mean() - 31.5) < 1.5
         # A triangle pointing up widens downwards.
-        tri = _mask(render_image(make_item("red", "triangle", "large", seed), upright=True), "red")
+        tri = _mask(render_image(make_item("red", "triangle", "large", seed), canonical=True), "red")
         rows = np.flatnonzero(tri.any(axis=1))
         width = tri.sum(axis=1)
         assert width[rows[: len(rows) // 4]].mean() < width[rows[-len(rows) // 4 :]].mean() / 2
-    circle = make_item("green", "circle", "small", 3)
-    assert np.array_equal(np.asarray(render_image(circle)), np.asarray(render_image(circle, upright=True)))
+        # A small circle is the same disc, moved to the middle.
+        circle = make_item("green", "circle", "small", seed)
+        moved, centred = _mask(render_image(circle), "green"), _mask(render_image(circle, canonical=True), "green")
+        assert abs(int(centred.sum()) - int(moved.sum())) < 0.2 * moved.sum() and centred[31:33, 31:33].all()

@@ -176,6 +176,7 @@ def train_embedding_generator(
     eta: float = 0.0,
     snr_gamma: float | None = None,
     guidance_scale: float | None = None,
+    cond_noise: float = 0.0,
     progress: bool = True,
     log_every: int = 100,
 ) -> tuple[EmbeddingToImagePipeline, list[float]]:
@@ -190,11 +191,15 @@ def train_embedding_generator(
     than the last step's. ``snr_gamma`` weights each noise level by Min-SNR-gamma (Hang et al. 2023): a
     plain clean-picture loss is dominated by the noisiest steps, whose best answer is a blurred average, and
     spends little on the middle steps where edges and corners are decided. ``guidance_scale`` is stored as
-    the pipeline's default (None: 1 for clean-picture prediction, 3 otherwise).
+    the pipeline's default (None: 1 for clean-picture prediction, 3 otherwise). ``cond_noise`` jitters each
+    training condition by a random amount up to that level (see :func:`jitter_condition`), so that the
+    generator also reads embeddings that land near, not on, its training pictures', as another modality's do.
     """
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from tqdm.auto import tqdm
 
+    if cond_noise < 0:
+        raise ValueError(f"cond_noise must be >= 0, not {cond_noise}")
     if prediction_type not in ("epsilon", "sample", "v_prediction"):
         # Checked before training: the schedulers accept any string and would only fail when sampling.
         raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', not {prediction_type!r}")
@@ -225,6 +230,8 @@ def train_embedding_generator(
     for step in tqdm(range(steps), desc="training generator", disable=not progress):
         idx = torch.randint(0, len(pixels), (batch_size,), generator=g)
         x0, c = pixels[idx], emb[idx].clone()
+        if cond_noise > 0:
+            c = jitter_condition(c, cond_noise, g)
         c[torch.rand(batch_size, generator=g) < null_prob] = 0
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, 1000, (batch_size,), generator=g)
@@ -260,6 +267,18 @@ def train_embedding_generator(
     pipe = EmbeddingToImagePipeline(unet=unet, scheduler=ddim, embed_scale=scale, guidance_scale=guidance,
                                     patch_size=patch_size, eta=eta)
     return pipe, losses
+
+
+def jitter_condition(c: torch.Tensor, max_noise: float, generator: torch.Generator) -> torch.Tensor:
+    """Condition vectors ``[B, D]`` moved off their points by Gaussian noise of a random level per row.
+
+    Each row keeps its length. Its noise level is uniform in [0, max_noise], relative to that length, so a
+    row at level s keeps a cosine of about 1/sqrt(1 + s^2) to where it was (level 1: about 0.71).
+    """
+    sigma = torch.rand(c.shape[0], 1, generator=generator) * max_noise
+    length = c.norm(dim=-1, keepdim=True)
+    jitter = torch.randn(c.shape, generator=generator) * sigma / np.sqrt(c.shape[1])
+    return F.normalize(c / length.clamp_min(1e-12) + jitter, dim=-1) * length
 
 
 def _min_snr_weight(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:

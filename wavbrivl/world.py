@@ -97,12 +97,13 @@ def sample_items(n: int, seed: int) -> list[WorldItem]:
 
 
 # ------------------------------------------------------------------------------------------------ images
-def render_image(item: WorldItem, size: int = 64, upright: bool = False) -> Image.Image:
+def render_image(item: WorldItem, size: int = 64, canonical: bool = False) -> Image.Image:
     """The item's picture: its shape in its colour on a random textured background.
 
-    ``upright`` draws the same picture (background, position, size, colour and noise unchanged) with the
-    square axis-aligned and the triangle pointing up: the starter generator learns to draw these, because
-    a sound says nothing about rotation and a small generator that must also pick one draws round blobs.
+    ``canonical`` draws the same scene (background, size, colour and noise unchanged) in a fixed pose: the
+    shape in the middle, the square axis-aligned and the triangle pointing up. The starter generator learns
+    to draw these, because a sound says nothing about rotation or position, and a small generator that
+    must also pick them draws round blobs and dots.
     """
     rng = np.random.default_rng([item.seed, 1])
     # Background: a gradient between two muted colours plus noise, never close to the shape colours.
@@ -120,8 +121,9 @@ def render_image(item: WorldItem, size: int = 64, upright: bool = False) -> Imag
     cx, cy = rng.uniform(margin, size - margin, 2)
     colour = tuple(int(np.clip(v + rng.normal(0, 12), 0, 255)) for v in COLOURS[item.colour])
     rot = rng.uniform(0, 2 * math.pi)
-    if upright:  # drawn after the random one so that every other draw stays the same
+    if canonical:  # set after the random pose is drawn, so that every other draw stays the same
         rot = math.pi / 4 if item.shape == "square" else -math.pi / 2
+        cx = cy = size / 2
     if item.shape == "circle":
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
     else:
