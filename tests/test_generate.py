@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from wavbrivl.cli import main
-from wavbrivl.generate import EmbeddingToImagePipeline, Generator, blend_embeddings, train_embedding_generator
+from wavbrivl.generate import Generator, blend_embeddings, train_embedding_generator
 
 from .conftest import tone, write_wav
 
