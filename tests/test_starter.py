@@ -82,7 +82,6 @@ def test_generator_targets_are_the_backbone_pictures_posed_canonically(tmp_path)
         picture_set(rows, 3, 5, canonical=True)
 
 
-
 @pytest.fixture(scope="module")
 def committed_report(tmp_path_factory):
     """``wavbrivl eval --task world`` on the committed bundle, over its regenerated held-out world."""

@@ -298,8 +298,8 @@ def attribute_classifiers(model: WavBriVL) -> dict[str, tuple[list[str], torch.T
 
 
 def evaluate_bundle(
-    model: WavBriVL, generator, rows, gallery_paths, gallery_labels, *, n_generations: int = 240, seed: int = 0,
-    pair_of_row: list[int] | None = None,
+    model: WavBriVL, generator, rows, gallery_paths, gallery_labels, *,
+    n_generations: int = StarterSettings.eval_generations, seed: int = 0, pair_of_row: list[int] | None = None,
 ) -> dict[str, Any]:
     """Seen/unseen retrieval, zero-shot attribute accuracy from audio, and generation consistency.
 
