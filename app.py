@@ -2,7 +2,7 @@
 
 Configuration: flags, or environment variables for hosts where flags cannot be passed (Spaces)::
 
-    --checkpoint / WAVBRIVL_CHECKPOINT   checkpoint folder or hub id (default: assets/starter when present)
+    --checkpoint / WAVBRIVL_CHECKPOINT   bundle folder or hub id (default: the bundle in assets/ when present)
     --index      / WAVBRIVL_INDEX        gallery index folder, or 'none' (default: <checkpoint>/index)
     --generator  / WAVBRIVL_GENERATOR    generator folder or hub id, or 'none' (default: <checkpoint>/generator)
     --device     / WAVBRIVL_DEVICE       cpu, cuda, cuda:1 ... (default: cuda when available)
@@ -21,7 +21,8 @@ from typing import Sequence
 
 import gradio as gr
 
-from demo.service import DemoConfig, DemoService
+from demo.config import DemoConfig
+from demo.handlers import DemoService
 from demo.ui import CSS, build_ui
 
 

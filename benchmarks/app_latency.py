@@ -1,6 +1,6 @@
 """Demo latency on CPU: from a finished 3-second recording to the results a person sees.
 
-Times the demo's own handlers (``demo.service.DemoService``), as Gradio calls them after a recording
+Times the demo's own handlers (``demo.handlers.DemoService``), as Gradio calls them after a recording
 stops, on a fresh recording every run (so the embedding cache never hits):
 
 * ``search``             the gallery + captions (what appears first), from Gradio's numpy ``(rate, int16)``
@@ -39,7 +39,7 @@ def tiny_world(root: Path) -> str:
 
 def recording(i: int, rate: int) -> tuple[int, np.ndarray]:
     """A different 3-second world sound per run, as a browser microphone gives it (int16 PCM)."""
-    from wavbrivl.world import render_sound, sample_items
+    from wavbrivl.worlds.shapes.world import render_sound, sample_items
 
     wave = render_sound(sample_items(1, seed=1000 + i)[0], rate, 3.0)
     return rate, (wave * 32767).astype(np.int16)
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http", action="store_true", help="also time /search through a live app on 127.0.0.1")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from demo.service import DemoConfig, DemoService
+    from demo.config import DemoConfig
+    from demo.handlers import DemoService
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or tiny_world(Path(tmp))
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         if service.state.error:
             print(f"error: {service.state.error}", file=sys.stderr)
             return 1
-        if service.index is None:
-            print(f"error: {service.index_problem}", file=sys.stderr)
+        if service.pipeline.index is None:
+            print(f"error: {service.pipeline.problems.get('index', 'the bundle has no index')}", file=sys.stderr)
             return 1
         service.search(recording(-1, args.rate), args.k)  # first call outside the timing
         results = {"search": [], "search (wav file)": [], "search + labels": []}
@@ -127,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             results["HTTP /search"] = http_search(service, Path(tmp), args)
         report = {
             "checkpoint": "tiny preset" if not args.checkpoint else ckpt,
-            "space": service.model.backbone_id,
-            "index_items": len(service.index),
+            "space": service.pipeline.backbone_id,
+            "index_items": len(service.pipeline.index),
             "labels": len(service.labels),
             "threads": args.threads,
             "load_s": round(load_s, 2),

@@ -32,7 +32,7 @@ def epoch_times(clips: int, batch: int, threads: int) -> dict:
     from wavbrivl.model import WavBriVLConfig
     from wavbrivl.presets import get_preset
     from wavbrivl.train import TrainConfig, _make_batch
-    from wavbrivl.world import write_world
+    from wavbrivl.worlds.shapes.world import write_world
 
     torch.set_num_threads(threads)
     tiny = get_preset("tiny")
@@ -82,7 +82,7 @@ def peak_memory_child(batch: int, threads: int) -> dict:
     import torch
 
     from wavbrivl.train import TrainConfig, train
-    from wavbrivl.world import write_world
+    from wavbrivl.worlds.shapes.world import write_world
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,57 +5,20 @@ Named endpoints (``/search``, ``/classify``, ``/generate``) are the same functio
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
-from .service import REPO_ROOT, DemoService, on_gpu
-
-TITLE = "WavBriVL: what does the model hear?"
-
-MIC_HELP = """\
-**Microphone not working?**
-* The browser only offers the microphone on **https://** pages or on **http://localhost / 127.0.0.1**. On another
-  machine's address, open the app through `python app.py --share` (an https link), a Hugging Face Space, or a
-  reverse proxy with TLS.
-* If you clicked *Block*: click the lock (or camera) icon left of the address bar, set *Microphone* to *Allow*,
-  and reload the page. On macOS also allow the browser in *System Settings → Privacy & Security → Microphone*.
-* Pick the right input device in the dropdown under the recorder. No microphone at all? **Upload** a file
-  instead (WAV, FLAC, OGG, MP3, M4A, WEBM; up to the length limit shown above).
-"""
+from .handlers import DemoService, on_gpu
+from .messages import MIC_HELP, SECURE_CONTEXT_JS, TITLE
 
 # Small generator outputs (the starter's are 32 px) are scaled up crisply instead of shown as a thumbnail.
 CSS = """
 #generated img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 """
 
-# Runs in the browser on page load: warn when the page cannot ask for the microphone at all.
-SECURE_CONTEXT_JS = """
-() => (window.isSecureContext && navigator.mediaDevices)
-  ? ""
-  : "⚠️ This page is not on https:// or localhost, so the browser will not offer the microphone. " +
-    "Upload a file, or open the app on localhost, with `--share`, or behind https."
-"""
-
-
-def example_sounds(service: DemoService) -> list[str]:
-    """Example sounds one click away: the checkpoint's ``examples/`` folder, else ``assets/examples``."""
-    folders = []
-    try:
-        ckpt = Path(service.config.resolved_checkpoint())
-        folders.append(ckpt / "examples")
-    except FileNotFoundError:
-        pass
-    folders += [REPO_ROOT / "assets" / "examples", REPO_ROOT / "assets" / "starter" / "examples"]
-    for folder in folders:
-        files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-        if files:
-            return [str(f) for f in files[:24]]
-    return []
-
 
 def build_ui(service: DemoService) -> gr.Blocks:
-    """The whole page. Call ``service.start()`` (or let ``app.py`` do it) so loading runs in the background."""
+    """The whole page. The examples and labels come from the bundle, so the service is loaded first
+    (``app.py`` does it in the background while the server starts)."""
     max_s = service.config.max_seconds
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         gr.Markdown(f"# {TITLE}\nRecord or upload a sound (up to {max_s:.0f} s): the model finds the "
@@ -72,10 +35,10 @@ def build_ui(service: DemoService) -> gr.Blocks:
                 mic_notice = gr.Markdown(elem_id="mic-notice")
                 with gr.Accordion("Microphone not working? (permission, https)", open=False, elem_id="mic-help"):
                     gr.Markdown(MIC_HELP)
-                examples = example_sounds(service)
+                examples = service.examples()
                 if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example sounds (click one)",
-                                cache_examples=False, examples_per_page=12)
+                    gr.Examples(examples=[[path] for path, _ in examples], inputs=[audio], label="Example sounds (click one)",
+                                example_labels=[title for _, title in examples], cache_examples=False, examples_per_page=12)
                 k = gr.Slider(1, 24, value=service.config.top_k, step=1, label="Results to show (k)")
             with gr.Column(scale=2, min_width=420):
                 gallery = gr.Gallery(label="Nearest images (score · caption)", columns=4, height=360,

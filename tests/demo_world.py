@@ -11,14 +11,15 @@ import torch
 
 from wavbrivl import WavBriVL
 from wavbrivl.index import GalleryIndex
-from wavbrivl.world import render_image, render_sound, sample_items
+from wavbrivl.worlds.shapes.world import render_image, render_sound, sample_items
 
 
 def tiny_generator_dir(model: WavBriVL, out: Path) -> Path:
     """An (untrained) starter-backend generator in the tiny model's space, saved as the app loads it."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
-    from wavbrivl.generate import EmbeddingToImagePipeline, Generator, tiny_unet_config
+    from wavbrivl.embedding_to_image import EmbeddingToImagePipeline, tiny_unet_config
+    from wavbrivl.generate import Generator
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**tiny_unet_config(model.embed_dim, sample_size=16, channels=(16, 32)))

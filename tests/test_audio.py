@@ -1,7 +1,6 @@
 """Audio input: every accepted form decodes to the same thing; every bad input gets one clear error."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -153,3 +152,59 @@ def test_frontend_normalises_per_sample_and_ignores_padding():
     half[8000:] = 0
     padded = fe(half[None], torch.tensor([8000]))
     assert torch.all(padded[..., 52:] == 0)
+
+
+def test_errors_carry_a_machine_readable_reason(tmp_path):
+    cases = {
+        "not_found": lambda: load_audio(tmp_path / "missing.wav"),
+        "empty": lambda: load_audio(write_wav(tmp_path / "e.wav", np.zeros(0, np.float32))),
+        "undecodable": lambda: load_audio(b"definitely not audio" * 50),
+        "non_finite": lambda: load_audio(np.array([0.1, np.nan], np.float32), source_rate=16000),
+        "invalid": lambda: load_audio((0, np.zeros(10, np.int16))),
+        "too_long": lambda: load_audio(tone(440, 3.0), source_rate=16000, max_seconds=2.0),
+        "silent": lambda: list(iter_windows(np.zeros(16000, np.float32), FrontEndConfig(), source_rate=16000)),
+    }
+    for reason, call in cases.items():
+        with pytest.raises(AudioError) as info:
+            call()
+        assert info.value.reason == reason, (reason, str(info.value))
+    with pytest.raises(AudioError) as info:
+        load_audio(tone(440, 3.0), source_rate=16000, max_seconds=2.0)
+    assert (info.value.seconds, info.value.limit) == (3.0, 2.0)
+
+
+def test_length_is_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    path = write_wav(tmp_path / "long.wav", tone(300, 40.0, sr=8000), sr=8000)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("samples were decoded")
+
+    monkeypatch.setattr(sf.SoundFile, "read", no_decoding)
+    with pytest.raises(AudioError, match="40.0 s long; the maximum is 30 s") as info:
+        AudioClip(path, max_seconds=30)
+    assert info.value.reason == "too_long"
+
+
+def test_formats_libsndfile_cannot_read_are_decoded_with_ffmpeg(tmp_path):
+    """Phones record m4a (AAC) and browsers webm (Opus): decoded by FFmpeg through PyAV, for every caller."""
+    av = pytest.importorskip("av")
+    wave = tone(440, 2.0)
+    path = tmp_path / "phone.m4a"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000, layout="mono")
+        for start in range(0, wave.size, 1024):
+            frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="flt", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    out = load_audio(path)
+    assert abs(out.numel() - 32000) < 3000
+    spectrum = np.abs(np.fft.rfft(out.numpy()))
+    assert abs(np.argmax(spectrum) * 16000 / out.numel() - 440) < 5
+    assert torch.allclose(load_audio(path.read_bytes()), out)  # bytes of the same file
+    with pytest.raises(AudioError) as info:
+        load_audio(path, max_seconds=1.0)
+    assert info.value.reason == "too_long"
+    assert len(list(iter_windows(path, FrontEndConfig(window_seconds=1.0, hop_seconds=0.5)))) >= 3

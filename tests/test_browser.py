@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from wavbrivl.world import render_sound
+from wavbrivl.worlds.shapes.world import render_sound
 
 from .demo_world import build_demo_world, launch_app
 
@@ -19,10 +19,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not CHROMIUM.is_file(),
     reason=f"{CHROMIUM} not found: install the system browser with `apt-get install -y chromium chromium-driver` to run the real-browser demo tests",
-)
+)]
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +76,14 @@ def test_record_with_microphone_shows_results_and_generates(playwright, app_url,
 
 
 def test_example_click_shows_results(playwright, app_url):
-    url, _ = app_url
+    url, world = app_url
+    first = world["items"][0]
     browser = launch(playwright)
     try:
         page = browser.new_page()
         page.goto(url)
-        page.get_by_text("0_", exact=False).first.click(timeout=60_000)
+        # Without a card, an example is titled by its file name (underscores read as spaces).
+        page.get_by_text(f"0 {first.colour} {first.shape}", exact=True).first.click(timeout=60_000)
         page.wait_for_function("document.querySelectorAll('#gallery img').length >= 8", timeout=60_000)
     finally:
         browser.close()

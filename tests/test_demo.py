@@ -10,9 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from demo.service import DemoConfig, DemoService, parse_labels, prepare_audio
+from demo.config import DemoConfig, parse_labels
+from demo.handlers import DemoService
+from wavbrivl.bundle import BundleCard, ExampleSound
 from wavbrivl.index import _write_shard
-from wavbrivl.world import render_sound
+from wavbrivl.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
+from wavbrivl.worlds.shapes.world import render_sound
 
 from .conftest import tone, write_wav
 from .demo_world import build_demo_world, launch_app
@@ -49,11 +52,13 @@ class Recorder:
 # --------------------------------------------------------------------------------------------- handlers
 def test_loads_defaults_from_checkpoint_folder(service, world, tiny_model):
     assert service.state.error is None
-    assert service.index is not None and len(service.index) == 24
-    assert service.generator is not None
+    assert service.pipeline.index is not None and len(service.pipeline.index) == 24
+    assert service.pipeline.generator is not None
     info = service.describe()
     assert tiny_model.backbone_id in info and "12 images and 12 captions" in info and "generator ready" in info
-    assert "starter world" not in info  # only the real starter bundle says so
+    # A checkpoint without a card is shown by its folder's name, never by a server path.
+    assert "**ckpt**" in info and str(world["ckpt"]) not in info and str(world["root"]) not in info
+    assert service.labels == list(BundleCard.default("x").labels)
 
 
 def test_search_matches_brute_force(service, clip, tiny_model, world):
@@ -84,10 +89,16 @@ def test_cleared_input_clears_results(service):
 def test_classify_is_softmax_over_cosines(service, clip, tiny_model):
     labels = "a small red circle\na large blue square, a small yellow triangle\n\na small red circle"
     out = service.classify(clip, labels)
-    assert list(out) == ["a small red circle", "a large blue square", "a small yellow triangle"]
+    assert sorted(out) == sorted(["a small red circle", "a large blue square", "a small yellow triangle"])  # repeats dropped
     assert abs(sum(out.values()) - 1) < 1e-5
-    sims = tiny_model.similarity(tiny_model.embed_audio(clip), tiny_model.embed_text(list(out)))[0]
-    assert max(out, key=out.get) == list(out)[int(torch.argmax(sims))]
+    # Without a card the default prompt templates are averaged per label, and probabilities are a softmax over
+    # the cosines scaled by the backbone's own temperature.
+    labels = ["a small red circle", "a large blue square", "a small yellow triangle"]
+    classifier = ZeroShotClassifier.from_labels(tiny_model.embed_text, labels, DEFAULT_TEMPLATES)
+    cos = classifier.scores(tiny_model.embed_audio(clip))[0]
+    expected = torch.softmax(tiny_model.backbone.logit_scale * cos, dim=0)
+    assert list(out) == [labels[i] for i in torch.argsort(expected, descending=True).tolist()]  # most likely first
+    assert all(abs(out[name] - float(p)) < 1e-5 for name, p in zip(labels, expected))
     with pytest.raises(gr.Error, match="at least one label"):
         service.classify(clip, " ,\n ")
 
@@ -123,14 +134,14 @@ def test_silence_is_a_readable_error(service, tmp_path):
         service.search(str(path), 5)
 
 
-def test_long_upload_refused_from_header(tmp_path):
-    # Ten minutes at 8 kHz: refused from the header's frame count, before any sample is decoded.
+def test_long_sounds_refused_with_the_limit(service, tmp_path):
+    # Ten minutes at 8 kHz: refused from the header's frame count (test_audio checks nothing is decoded).
     path = write_wav(tmp_path / "long.wav", tone(300, 600.0, sr=8000), sr=8000)
-    with pytest.raises(gr.Error, match="600 s long.*up to 30 s"):
-        prepare_audio(str(path), 30.0)
-    with pytest.raises(gr.Error, match="up to 30 s"):
-        prepare_audio((8000, np.zeros(8000 * 31, np.int16)), 30.0)
-    assert prepare_audio((8000, np.zeros(8000 * 29, np.int16)), 30.0)[0] == 8000
+    with pytest.raises(gr.Error, match="long.wav is 600 s long.*up to 30 s"):
+        service.search(str(path), 5)
+    with pytest.raises(gr.Error, match="The recording is 31 s long.*up to 30 s"):
+        service.search((8000, (np.random.default_rng(0).standard_normal(8000 * 31) * 3000).astype(np.int16)), 5)
+    assert len(service.search((8000, (np.random.default_rng(0).standard_normal(8000 * 29) * 3000).astype(np.int16)), 5)[0]) == 5
 
 
 def test_garbage_and_empty_files(service, tmp_path):
@@ -171,7 +182,7 @@ def test_index_from_another_space_disables_search_only(world, tmp_path, clip):
               "dtype": "float32", "count": 0, "shards": []}
     _write_shard(other, header, np.eye(4, 512, dtype=np.float32), [{"kind": "text", "path": None, "caption": str(i), "sha256": str(i)} for i in range(4)])
     svc = DemoService(DemoConfig(checkpoint=str(world["ckpt"]), index=str(other), generator="none")).load()
-    assert svc.index is None and "search is off" in svc.index_problem and "ViT-B-32/openai" in svc.index_problem
+    assert svc.pipeline.index is None and "ViT-B-32/openai" in svc.pipeline.problems["index"]
     assert svc.search(clip, 5)[:2] == ([], [])
     assert abs(sum(svc.classify(clip, "a, b").values()) - 1) < 1e-5  # the rest keeps serving
     assert "search is off" in svc.describe()
@@ -184,7 +195,8 @@ def test_unclip_generator_is_not_loaded_on_cpu(world, tmp_path):
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableUnCLIPImg2ImgPipeline"}))
     svc = DemoService(DemoConfig(checkpoint=str(world["ckpt"]), generator=str(folder), device="cpu")).load()
-    assert svc.generator is None and "needs a GPU" in svc.generator_problem
+    assert svc.pipeline.generator is None and "needs a GPU" in svc.pipeline.problems["generator"]
+    assert "image generation is off" in svc.describe()
 
 
 def test_broken_checkpoint_is_reported_not_fatal(tmp_path, clip):
@@ -239,17 +251,64 @@ def test_errors_reach_the_client_readably(live_app, tmp_path):
     assert len(client.predict(handle_file(str(ok)), 2, api_name="/search")[0]) == 2
 
 
-def test_starter_bundle_says_so_and_uses_world_labels(tmp_path, clip):
+def test_bundle_card_drives_the_page(tmp_path, clip, world):
     from wavbrivl import WavBriVL
 
-    model = WavBriVL.from_preset("tiny")
-    model.config.info["bundle"] = "wavbrivl offline starter world"
-    ckpt = model.save_pretrained(tmp_path / "starter")
+    ckpt = WavBriVL.from_preset("tiny").save_pretrained(tmp_path / "bundle")
+    (ckpt / "examples").mkdir()
+    write_wav(ckpt / "examples" / "hum.wav", clip[1].astype(np.float32) / 32767)
+    write_wav(ckpt / "examples" / "glide.wav", clip[1].astype(np.float32) / 32767)
+    labels = ["a small red circle", "a large blue square", "a small yellow triangle"]
+    BundleCard(name={"en": "Test world", "ja": "テストの世界"}, description="Sounds of a test world.", labels=labels,
+               templates=["{}"], examples=[ExampleSound("examples/hum.wav", "a small red circle", heard=True, title="a hum"),
+                                           ExampleSound("examples/glide.wav", "a large blue square", heard=False,
+                                                        note="heard as a circle")]).save(ckpt)
+    svc = DemoService(DemoConfig(checkpoint=str(ckpt), index="none", generator="none"))
+    # The card is read before the models load: the page can show its labels and examples at once.
+    assert svc.labels == labels and svc.examples()[0] == (str(ckpt / "examples" / "hum.wav"), "a hum")
+    assert svc.examples()[1][1] == "a large blue square (never heard in training): heard as a circle"
+    info = svc.load().describe()
+    assert "**Test world**" in info and "Sounds of a test world." in info and str(ckpt) not in info
+    assert list(svc.classify(clip)) == sorted(labels, key=svc.classify(clip).get, reverse=True) and len(svc.classify(clip)) == 3
+    # The card's template ("{}") is the one zero-shot uses: scores are the labels' own text embeddings.
+    model = svc.pipeline.model
+    expected = torch.softmax(model.backbone.logit_scale * model.similarity(model.embed_audio(clip), model.embed_text(labels))[0], 0)
+    assert all(abs(svc.classify(clip)[name] - float(p)) < 1e-5 for name, p in zip(labels, expected))
+
+
+def test_a_broken_card_is_reported_and_defaults_serve(tmp_path, clip):
+    from wavbrivl import WavBriVL
+
+    ckpt = WavBriVL.from_preset("tiny").save_pretrained(tmp_path / "bundle")
+    (ckpt / "bundle.json").write_text('{"format": "wavbrivl-bundle", "format_version": 1}')
     svc = DemoService(DemoConfig(checkpoint=str(ckpt), index="none", generator="none")).load()
-    info = svc.describe()
-    assert "offline starter world" in info and "python app.py --checkpoint PATH_OR_HUB_ID" in info
-    assert len(svc.labels) == 24 and "a small red circle" in svc.labels
-    assert len(svc.classify(clip)) == 24
+    assert "bundle.json: the field 'name' is missing" in svc.describe()
+    assert len(svc.classify(clip)) == len(BundleCard.default("x").labels)
+
+
+def test_the_demo_and_eval_give_the_same_zero_shot_answer(tmp_path, tiny_checkpoint):
+    """The page's /classify and `wavbrivl eval --task zeroshot` score the same clips with the same labels alike."""
+    import subprocess
+    import sys
+
+    from wavbrivl.worlds.shapes.world import sample_items
+
+    data = tmp_path / "clips"
+    items = sample_items(12, seed=9)
+    names = sorted({f"{it.colour} {it.shape}" for it in items})
+    for i, it in enumerate(items):
+        write_wav(data / f"{it.colour} {it.shape}" / f"{i}.wav", render_sound(it, 16000, 3.0))
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "wavbrivl", "eval", "--checkpoint", str(tiny_checkpoint), "--task", "zeroshot",
+                           "--data", str(data), "--out", str(out), "--no-plots"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())["zeroshot"]
+    svc = DemoService(DemoConfig(checkpoint=str(tiny_checkpoint), index="none", generator="none")).load()
+    confusion = np.zeros((len(names), len(names)), int)
+    for path in sorted(data.rglob("*.wav")):
+        top = next(iter(svc.classify(str(path), "\n".join(names))))
+        confusion[names.index(path.parent.name), names.index(top)] += 1
+    assert report["classes"] == names and report["confusion"] == confusion.tolist()
 
 
 def test_config_from_flags_and_environment(monkeypatch, world):

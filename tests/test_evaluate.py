@@ -21,9 +21,11 @@ import torch
 from PIL import Image
 
 from wavbrivl.audio import AudioError, load_audio
+from wavbrivl.bundle import BundleCard
 from wavbrivl.datasets import detect_layout, load_dataset
 from wavbrivl.evaluate import probe_folds, run_evaluation
 from wavbrivl.model import AudioEmbeddings
+from wavbrivl.pipeline import WavBriVLPipeline
 
 from .conftest import write_wav
 
@@ -91,6 +93,10 @@ class Oracle:
         return self._at(codes)
 
 
+def oracle(n: int) -> WavBriVLPipeline:
+    return WavBriVLPipeline(Oracle(n), card=BundleCard(name="oracle"))
+
+
 # ------------------------------------------------------------------------------------- dataset builders
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as f:
@@ -129,7 +135,7 @@ def make_manifest(root: Path, n: int = 12, per_item: int = 2) -> Path:
     rows = []
     for k in range(n):
         for j in range(per_item):
-            audio = write_wav(root / "wav" / f"{k}_{j}.wav", clip(k, n, seed=k * 7 + j))
+            write_wav(root / "wav" / f"{k}_{j}.wav", clip(k, n, seed=k * 7 + j))
             frames = [picture(k, n, root / "img" / f"{k}_{j}_{f}.png") for f in range(1 + j % 2)]
             rows.append({"audio": f"wav/{k}_{j}.wav", "image": "|".join(f"img/{p.name}" for p in frames),
                          "caption": f"the sound of class {k}", "label": class_name(k), "split": "test" if j == 0 else "train"})
@@ -193,28 +199,28 @@ def test_official_folds_are_used_for_the_linear_probe(tmp_path):
 
 def test_identity_model_scores_perfectly_everywhere(tmp_path):
     esc = load_dataset(make_esc50(tmp_path / "esc"))
-    report = run_evaluation(Oracle(4), esc, ["zeroshot", "linear"], tmp_path / "r1", progress=False)
+    report = run_evaluation(oracle(4), esc, ["zeroshot", "linear"], tmp_path / "r1", progress=False)
     assert report["zeroshot"]["top1"] == 1.0 and report["zeroshot"]["chance"] == 0.25
     assert report["zeroshot"]["confusion"] == [[5 if i == j else 0 for j in range(4)] for i in range(4)]
     assert report["linear_probe"]["accuracy_mean"] == 1.0 and len(report["linear_probe"]["per_fold"]) == 5
     man = load_dataset(make_manifest(tmp_path / "man"))
-    report = run_evaluation(Oracle(12), man, ["retrieval"], tmp_path / "r2", progress=False)
+    report = run_evaluation(oracle(12), man, ["retrieval"], tmp_path / "r2", progress=False)
     assert report["data"]["retrieval_split"] == "test" and report["clips"]["evaluated"] == 24
     for direction in ("audio_to_image", "image_to_audio", "audio_to_text", "text_to_audio"):
         m = report["retrieval"][direction]
         assert (m["R@1"], m["median_rank"], m["MRR"]) == (1.0, 1.0, 1.0), direction
     assert report["retrieval"]["audio_to_image"]["gallery"] == 12  # test clips have one frame each
     # Every frame of a clip counts as a hit for its sound: the train split has two-frame clips.
-    report = run_evaluation(Oracle(12), man, ["retrieval"], tmp_path / "r3", split="train", progress=False, plots=False)
+    report = run_evaluation(oracle(12), man, ["retrieval"], tmp_path / "r3", split="train", progress=False, plots=False)
     assert report["retrieval"]["audio_to_image"]["R@1"] == 1.0 and report["retrieval"]["audio_to_image"]["gallery"] == 24
 
 
 def test_random_model_lands_near_chance(tmp_path, tiny_model):
     esc = load_dataset(make_esc50(tmp_path / "esc", n_classes=8))
-    report = run_evaluation(tiny_model, esc, ["zeroshot"], tmp_path / "r1", progress=False, plots=False)
+    report = run_evaluation(WavBriVLPipeline(tiny_model), esc, ["zeroshot"], tmp_path / "r1", progress=False, plots=False)
     assert report["zeroshot"]["chance"] == 0.125 and report["zeroshot"]["top1"] <= 0.4
     man = load_dataset(make_manifest(tmp_path / "man", n=24, per_item=1))
-    report = run_evaluation(tiny_model, man, ["retrieval"], tmp_path / "r2", progress=False, plots=False)
+    report = run_evaluation(WavBriVLPipeline(tiny_model), man, ["retrieval"], tmp_path / "r2", progress=False, plots=False)
     assert report["retrieval"]["audio_to_image"]["queries"] == 24
     assert report["retrieval"]["audio_to_image"]["R@1"] <= 0.25 and report["retrieval"]["audio_to_text"]["R@1"] <= 0.25
     # A linear probe can only reach chance when labels carry no information about the sound.
@@ -222,7 +228,7 @@ def test_random_model_lands_near_chance(tmp_path, tiny_model):
     rng = np.random.default_rng(0)
     for j in range(40):
         write_wav(noise / f"c{j % 2}" / f"{j}.wav", (0.3 * rng.standard_normal(SR // 2)).astype(np.float32))
-    report = run_evaluation(Oracle(4), load_dataset(noise), ["linear"], tmp_path / "r3", progress=False)
+    report = run_evaluation(oracle(4), load_dataset(noise), ["linear"], tmp_path / "r3", progress=False)
     assert report["linear_probe"]["chance"] == 0.5 and report["linear_probe"]["accuracy_mean"] <= 0.75
 
 
@@ -230,7 +236,7 @@ def test_unreadable_clips_are_listed_and_left_out_of_denominators(tmp_path):
     root = make_esc50(tmp_path / "esc")
     (root / "audio" / "1-0-A-0.wav").write_bytes(b"this is not a wav file")
     (root / "audio" / "2-1-A-1.wav").unlink()
-    report = run_evaluation(Oracle(4), load_dataset(root), ["zeroshot", "linear"], tmp_path / "r", progress=False)
+    report = run_evaluation(oracle(4), load_dataset(root), ["zeroshot", "linear"], tmp_path / "r", progress=False)
     assert report["clips"] == {**report["clips"], "total": 20, "evaluated": 18, "skipped": 2}
     reasons = {Path(s["audio"]).name: s["reason"] for s in report["clips"]["skipped_files"]}
     assert set(reasons) == {"1-0-A-0.wav", "2-1-A-1.wav"} and "1-0-A-0.wav" in reasons["1-0-A-0.wav"]
@@ -242,25 +248,44 @@ def test_unreadable_clips_are_listed_and_left_out_of_denominators(tmp_path):
 
 def test_embeddings_are_cached_for_the_run(tmp_path):
     data = load_dataset(make_folders(tmp_path / "fol"))
-    oracle = Oracle(3)
-    first = run_evaluation(oracle, data, ["zeroshot"], tmp_path / "r", progress=False, plots=False)
-    again = run_evaluation(oracle, data, ["zeroshot", "linear"], tmp_path / "r", progress=False, plots=False)
-    assert oracle.audio_calls == 1 and again["zeroshot"] == first["zeroshot"]
+    pipe = oracle(3)
+    first = run_evaluation(pipe, data, ["zeroshot"], tmp_path / "r", progress=False, plots=False)
+    again = run_evaluation(pipe, data, ["zeroshot", "linear"], tmp_path / "r", progress=False, plots=False)
+    assert pipe.model.audio_calls == 1 and again["zeroshot"] == first["zeroshot"]
     (tmp_path / "fol" / "class_00" / "0.wav").write_bytes(b"changed")  # different data: a new cache entry
-    third = run_evaluation(oracle, load_dataset(tmp_path / "fol"), ["zeroshot"], tmp_path / "r", progress=False, plots=False)
-    assert oracle.audio_calls == 2 and third["clips"]["skipped"] == 1
+    third = run_evaluation(pipe, load_dataset(tmp_path / "fol"), ["zeroshot"], tmp_path / "r", progress=False, plots=False)
+    assert pipe.model.audio_calls == 2 and third["clips"]["skipped"] == 1
+
+
+def test_all_runs_what_the_data_allows_and_says_why_not_the_rest(tmp_path, tiny_checkpoint):
+    """One clip per class: no linear probe is possible, but zero-shot and retrieval are, and they run."""
+    man = make_manifest(tmp_path / "man", n=5, per_item=1)
+    report = run_evaluation(oracle(5), load_dataset(man), ["zeroshot", "linear", "retrieval"], tmp_path / "r",
+                            progress=False, plots=False, skip_unavailable=True)
+    assert report["tasks"] == ["zeroshot", "retrieval"] and report["zeroshot"]["top1"] == 1.0
+    assert "linear" not in report and "at least 2 clips per class" in report["skipped_tasks"]["linear"]
+    assert "Tasks not run" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(ValueError, match="at least 2 clips per class"):  # asked for by name, it is an error
+        run_evaluation(oracle(5), load_dataset(man), ["linear"], tmp_path / "r2", progress=False)
+    out = tmp_path / "cli"
+    proc = subprocess.run([sys.executable, "-m", "wavbrivl", "eval", "--checkpoint", str(tiny_checkpoint), "--task", "all",
+                           "--data", str(man), "--out", str(out), "--no-plots"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    cli = json.loads((out / "report.json").read_text())
+    assert cli["tasks"] == ["zeroshot", "retrieval"] and "linear" in cli["skipped_tasks"]
+    assert "skipped linear: the linear probe needs" in proc.stdout
 
 
 def test_bad_requests_fail_clearly(tmp_path):
     data = load_dataset(make_folders(tmp_path / "fol"))
     with pytest.raises(ValueError, match="unknown task"):
-        run_evaluation(Oracle(3), data, ["speed"], tmp_path / "r")
+        run_evaluation(oracle(3), data, ["speed"], tmp_path / "r")
     with pytest.raises(ValueError, match="no column 'colour'"):
-        run_evaluation(Oracle(3), data, ["zeroshot"], tmp_path / "r", label_column="colour")
+        run_evaluation(oracle(3), data, ["zeroshot"], tmp_path / "r", label_column="colour")
     with pytest.raises(ValueError, match="image or a caption"):
-        run_evaluation(Oracle(3), data, ["retrieval"], tmp_path / "r", progress=False)
+        run_evaluation(oracle(3), data, ["retrieval"], tmp_path / "r", progress=False)
     with pytest.raises(ValueError, match="'{}'"):
-        run_evaluation(Oracle(3), data, ["zeroshot"], tmp_path / "r", templates=["no slot"], progress=False)
+        run_evaluation(oracle(3), data, ["zeroshot"], tmp_path / "r", templates=["no slot"], progress=False)
 
 
 def test_cli_writes_report_and_valid_plots(tmp_path, tiny_checkpoint):

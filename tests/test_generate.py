@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from wavbrivl.cli import main
-from wavbrivl.generate import Generator, blend_embeddings, train_embedding_generator
+from wavbrivl.embedding_to_image import EmbeddingToImageTrainConfig, train_embedding_to_image
+from wavbrivl.generate import Generator, blend_embeddings
 
 from .conftest import tone, write_wav
 
@@ -101,6 +102,10 @@ def test_blend_embeddings():
         blend_embeddings({"audio": (a, 0.0)})
 
 
+def train_generator(images, emb, **options):
+    return train_embedding_to_image(images, emb, EmbeddingToImageTrainConfig(progress=False, **options))
+
+
 def coloured_squares(n):
     colours = [(220, 30, 30), (30, 30, 220)]
     images, labels = [], []
@@ -116,7 +121,7 @@ def coloured_squares(n):
 
 def test_starter_backend_trains_saves_and_loads(tmp_path):
     images, emb = coloured_squares(16)
-    pipe, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16), progress=False)
+    pipe, losses = train_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     gen = Generator(pipe, space_id="toy/space", embed_dim=8)
     gen.save_pretrained(tmp_path / "g")
@@ -128,7 +133,7 @@ def test_starter_backend_trains_saves_and_loads(tmp_path):
     assert loaded.pipeline.unet.config.resnet_time_scale_shift == "scale_shift"
     assert loaded.pipeline.config.guidance_scale == 1.0  # a clean-picture predictor is not guided by default
     with pytest.raises(ValueError, match="prediction_type"):
-        train_embedding_generator(images[:2], emb[:2], steps=1, prediction_type="x0")
+        train_generator(images[:2], emb[:2], steps=1, prediction_type="x0")
     a = gen.generate(emb[0], space_id="toy/space", seed=3, steps=3)
     b = loaded.generate(emb[0], space_id="toy/space", seed=3, steps=3)
     c = loaded.generate(emb[1], space_id="toy/space", seed=3, steps=3)
@@ -143,8 +148,8 @@ def test_patched_averaged_stochastic_generator_round_trips(tmp_path):
     """patch_size folds pixel blocks into channels (the UNet runs at half size, the picture comes back whole);
     EMA weights are what is saved; eta is stored as the default and can be overridden per call."""
     images, emb = coloured_squares(16)
-    pipe, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(16, 32),
-                                             patch_size=2, ema_decay=0.99, eta=1.0, progress=False)
+    pipe, losses = train_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(16, 32),
+                                             patch_size=2, ema_decay=0.99, eta=1.0)
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     assert pipe.unet.config.sample_size == 8 and pipe.unet.config.in_channels == 12
     gen = Generator(pipe, space_id="toy/space", embed_dim=8)
@@ -161,7 +166,7 @@ def test_patched_averaged_stochastic_generator_round_trips(tmp_path):
                                     generator=torch.Generator().manual_seed(5), eta=0.0).images
     assert not np.array_equal(np.asarray(x[0]), np.asarray(deterministic[0]))
     with pytest.raises(ValueError, match="patch_size"):
-        train_embedding_generator(images[:2], emb[:2], steps=1, sample_size=15, patch_size=2)
+        train_generator(images[:2], emb[:2], steps=1, sample_size=15, patch_size=2)
 
 
 def test_min_snr_weighting_spends_the_loss_on_the_middle_noise_levels():
@@ -169,18 +174,18 @@ def test_min_snr_weighting_spends_the_loss_on_the_middle_noise_levels():
     them still learns."""
     from diffusers import DDPMScheduler
 
-    from wavbrivl.generate import _min_snr_weight
+    from wavbrivl.embedding_to_image import min_snr_weight
 
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
     t = torch.tensor([0, 100, 500, 900, 999])
-    w = _min_snr_weight(sched, t, 5.0, "sample")
+    w = min_snr_weight(sched, t, 5.0, "sample")
     assert torch.all(w <= 1) and w[0] == 1 and w[1] == 1
     assert w[4] < w[3] < w[2] < 1
-    eps_w = _min_snr_weight(sched, t, 5.0, "epsilon")
+    eps_w = min_snr_weight(sched, t, 5.0, "epsilon")
     assert eps_w[0] < 1e-3 and torch.allclose(eps_w[3:], torch.ones(2))
     images, emb = coloured_squares(8)
-    _, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16),
-                                          snr_gamma=5.0, progress=False)
+    _, losses = train_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16),
+                                          snr_gamma=5.0)
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
 
 
@@ -188,7 +193,7 @@ def test_jittered_conditions_keep_their_length_and_stay_near_their_point():
     """Noise augmentation of the condition (as Stable unCLIP does with its image embeddings): each row keeps
     its length and moves by its own random amount, up to a cosine of about 0.71 at level 1; level 0 is a
     no-op; training with it still learns, and a negative level is refused."""
-    from wavbrivl.generate import jitter_condition
+    from wavbrivl.embedding_to_image import jitter_condition
 
     c = torch.nn.functional.normalize(torch.randn(4000, 64, generator=torch.Generator().manual_seed(0)), dim=-1) * 8
     moved = jitter_condition(c, 1.0, torch.Generator().manual_seed(1))
@@ -197,16 +202,16 @@ def test_jittered_conditions_keep_their_length_and_stay_near_their_point():
     assert 0.85 < float(cos.mean()) < 0.91 and float(cos.quantile(0.01)) > 0.6 and float(cos.max()) > 0.999
     assert torch.allclose(jitter_condition(c, 0.0, torch.Generator().manual_seed(1)), c, atol=1e-5)
     images, emb = coloured_squares(8)
-    _, losses = train_embedding_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16),
-                                          cond_noise=1.0, progress=False)
+    _, losses = train_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16),
+                                          cond_noise=1.0)
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     with pytest.raises(ValueError, match="cond_noise"):
-        train_embedding_generator(images, emb, steps=1, sample_size=16, cond_noise=-0.5)
+        train_generator(images, emb, steps=1, sample_size=16, cond_noise=-0.5)
 
 
 def test_concurrent_calls_are_serialised(tmp_path):
     images, emb = coloured_squares(4)
-    pipe, _ = train_embedding_generator(images, emb, steps=2, batch_size=4, sample_size=16, channels=(8, 16), progress=False)
+    pipe, _ = train_generator(images, emb, steps=2, batch_size=4, sample_size=16, channels=(8, 16))
     gen = Generator(pipe, space_id="toy/space", embed_dim=8)
     results, errors = [], []
 
@@ -230,11 +235,12 @@ def test_generate_cli(tiny_model, tmp_path):
     ckpt = tiny_model.save_pretrained(tmp_path / "ckpt")
     images, _ = coloured_squares(8)
     emb = tiny_model.embed_image(images)
-    pipe, _ = train_embedding_generator(images, emb, steps=3, batch_size=4, sample_size=16, channels=(8, 16), progress=False)
+    pipe, _ = train_generator(images, emb, steps=3, batch_size=4, sample_size=16, channels=(8, 16))
     Generator(pipe, space_id=tiny_model.backbone_id, embed_dim=tiny_model.embed_dim).save_pretrained(ckpt / "generator")
     audio = write_wav(tmp_path / "a.wav", tone(440, 1.0) + 0.01)
     out = tmp_path / "out.png"
     assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--prompt", "a red square",
-                 "--mix", "audio=0.7,text=0.3", "--out", str(out), "--seed", "0", "--steps", "2"]) == 0
+                 "--mix", "0.3", "--out", str(out), "--seed", "0", "--steps", "2"]) == 0
     assert Image.open(out).size == (16, 16)
-    assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "audio=1,bogus=1", "--out", str(out)]) == 1
+    assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "1.5", "--out", str(out)]) == 1
+    assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "0.5", "--out", str(out)]) == 1  # no prompt

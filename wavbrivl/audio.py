@@ -31,9 +31,25 @@ AudioInput = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, tuple]
 #: A clip whose peak stays below this (about -80 dBFS) is treated as silence.
 SILENCE_PEAK = 1e-4
 
+#: The machine-readable reasons an input can be refused (``AudioError.reason``).
+REASONS = ("not_found", "empty", "undecodable", "silent", "too_long", "non_finite", "invalid")
+
 
 class AudioError(ValueError):
-    """Bad audio input. The message names the source and the problem."""
+    """Bad audio input.
+
+    The message names the source and the problem (for logs and the command line); ``reason`` is one of
+    :data:`REASONS`, so that a user interface can say it in its own words (and language) without matching
+    message text. ``seconds`` and ``limit`` are set for ``too_long``.
+    """
+
+    def __init__(self, source: str, reason: str, detail: str, *, seconds: float | None = None,
+                 limit: float | None = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown AudioError reason {reason!r}")
+        super().__init__(f"{source}: {detail}")
+        self.source, self.reason, self.detail = source, reason, detail
+        self.seconds, self.limit = seconds, limit
 
 
 @dataclass
@@ -66,10 +82,6 @@ class FrontEndConfig:
     def window_samples(self) -> int:
         return int(round(self.window_seconds * self.sample_rate))
 
-    @property
-    def hop_samples(self) -> int:
-        return int(round(self.hop_seconds * self.sample_rate))
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -78,7 +90,7 @@ class FrontEndConfig:
 def _describe(source: Any) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
-    if isinstance(source, (bytes, bytearray)):
+    if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes of audio>"
     if isinstance(source, tuple):
         return "<(sample_rate, array) audio>"
@@ -94,58 +106,128 @@ def _pcm_to_float(data: np.ndarray, name: str) -> np.ndarray:
     if data.dtype.kind == "i":
         return data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
-        raise AudioError(f"{name}: unsupported sample type {data.dtype}")
+        raise AudioError(name, "invalid", f"unsupported sample type {data.dtype}")
     return data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize)) * 2.0 - 1.0
+
+
+def check_duration(name: str, seconds: float, max_seconds: float | None) -> None:
+    """The one length check: every path (files, bytes, arrays, FFmpeg-decoded streams) goes through it."""
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError(
+            name, "too_long",
+            f"audio is {seconds:.1f} s long; the maximum is {max_seconds:.0f} s "
+            "(raise max_seconds in the front-end config to allow longer input)",
+            seconds=seconds, limit=max_seconds,
+        )
+
+
+def check_not_silent(name: str, peak: float) -> None:
+    if peak < SILENCE_PEAK:
+        raise AudioError(name, "silent", "the audio is silent (peak below -80 dBFS)")
+
+
+def decode_with_av(
+    file: Any, name: str, *, sample_rate: int | None = None, max_seconds: float | None = None
+) -> tuple[int, np.ndarray]:
+    """Decode the first audio stream with FFmpeg (PyAV) to mono float32: formats libsndfile cannot read
+    (m4a/AAC, webm/Opus, mp4, wma ...) and the audio tracks of videos.
+
+    ``sample_rate`` resamples while decoding (None keeps the stream's rate). The length is checked from
+    the container header before decoding, and again while decoding (headers can lie or be missing), so an
+    over-long upload costs at most ``max_seconds`` of decoding.
+    """
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a dependency; this only guards broken installs
+        raise AudioError(name, "undecodable", "cannot decode as audio (libsndfile failed and PyAV is not installed)") from None
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(file) as container:
+            if not container.streams.audio:
+                raise AudioError(name, "undecodable", "has no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(sample_rate or stream.rate or 0)
+            if rate <= 0:
+                raise AudioError(name, "undecodable", "the audio stream has no sample rate")
+            if container.duration is not None:
+                check_duration(name, container.duration / 1_000_000, max_seconds)  # av.time_base is microseconds
+            limit = None if max_seconds is None else int(max_seconds * rate) + 1
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            total = 0
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    total += chunks[-1].size
+                if limit is not None and total > limit:
+                    check_duration(name, total / rate, max_seconds)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except AudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - FFmpeg errors come in many classes; each means "not decodable"
+        raise AudioError(name, "undecodable", f"cannot decode as audio ({type(exc).__name__}: {exc})") from None
+    return rate, (np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32))
 
 
 class AudioClip:
     """A random-access view of one audio input, read in blocks of frames.
 
-    Files and bytes are backed by an open :class:`soundfile.SoundFile` (nothing is decoded up front);
-    arrays are wrapped as they are.
+    Files and bytes that libsndfile reads (wav, flac, ogg, mp3 ...) are backed by an open
+    :class:`soundfile.SoundFile`, so nothing is decoded up front and a long file costs one block's memory.
+    Other formats (m4a, webm ...) are decoded once by FFmpeg through PyAV; arrays are wrapped as they are.
+    ``max_seconds`` is checked as soon as the length is known, from the header where there is one.
     """
 
-    def __init__(self, source: AudioInput, sample_rate: int | None = None) -> None:
+    def __init__(self, source: AudioInput, sample_rate: int | None = None, *, max_seconds: float | None = None,
+                 decode_rate: int | None = None) -> None:
         self.name = _describe(source)
         self._file: sf.SoundFile | None = None
         self._array: np.ndarray | None = None
+        self._max_seconds = max_seconds
+        self._decode_rate = decode_rate
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if not path.exists():
-                raise AudioError(f"{path}: file not found")
+                raise AudioError(self.name, "not_found", "file not found")
             if path.is_dir():
-                raise AudioError(f"{path}: is a directory, not an audio file")
+                raise AudioError(self.name, "invalid", "is a directory, not an audio file")
             if path.stat().st_size == 0:
-                raise AudioError(f"{path}: file is empty")
-            self._open_file(path)
+                raise AudioError(self.name, "empty", "file is empty")
+            self._open_file(path, lambda: str(path))
         elif isinstance(source, (bytes, bytearray, memoryview)):
             if len(source) == 0:
-                raise AudioError(f"{self.name}: no audio data (0 bytes)")
-            self._open_file(io.BytesIO(bytes(source)))
+                raise AudioError(self.name, "empty", "no audio data (0 bytes)")
+            data = bytes(source)
+            self._open_file(io.BytesIO(data), lambda: io.BytesIO(data))
         elif isinstance(source, tuple):
             if len(source) != 2 or not np.isscalar(source[0]):
-                raise AudioError(f"{self.name}: expected (sample_rate, array), as Gradio's Audio component gives")
+                raise AudioError(self.name, "invalid", "expected (sample_rate, array), as Gradio's Audio component gives")
             self._set_array(np.asarray(source[1]), int(source[0]))
         elif isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
-                raise AudioError(f"{self.name}: pass sample_rate= with raw sample arrays")
+                raise AudioError(self.name, "invalid", "pass sample_rate= with raw sample arrays")
             array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else source
             self._set_array(np.asarray(array), int(sample_rate))
         else:
-            raise AudioError(f"{self.name}: unsupported audio input type {type(source).__name__}")
+            raise AudioError(self.name, "invalid", f"unsupported audio input type {type(source).__name__}")
+        check_duration(self.name, self.seconds, max_seconds)
 
-    def _open_file(self, file: Any) -> None:
+    def _open_file(self, file: Any, reopen: Any) -> None:
         try:
             self._file = sf.SoundFile(file)
-        except Exception as exc:  # libsndfile reports format problems as several exception types
-            raise AudioError(f"{self.name}: cannot decode as audio ({exc})") from None
+        except Exception:  # noqa: BLE001 - libsndfile reports "not my format" as several exception types
+            rate, mono = decode_with_av(reopen(), self.name, sample_rate=self._decode_rate, max_seconds=self._max_seconds)
+            self._set_array(mono, rate)
+            return
         self.sample_rate = int(self._file.samplerate)
         self.channels = int(self._file.channels)
         self.frames = int(self._file.frames)
         if self.frames <= 0:
-            raise AudioError(f"{self.name}: contains no audio samples")
+            raise AudioError(self.name, "empty", "contains no audio samples")
 
     def _set_array(self, array: np.ndarray, sample_rate: int) -> None:
+        if sample_rate <= 0:
+            raise AudioError(self.name, "invalid", f"invalid sample rate ({sample_rate} Hz)")
         if array.ndim == 1:
             array = array[:, None]
         elif array.ndim == 2:
@@ -153,9 +235,9 @@ class AudioClip:
             if array.shape[0] <= 16 and array.shape[1] > array.shape[0]:
                 array = array.T
         else:
-            raise AudioError(f"{self.name}: expected a 1-D or 2-D sample array, got shape {array.shape}")
+            raise AudioError(self.name, "invalid", f"expected a 1-D or 2-D sample array, got shape {array.shape}")
         if array.size == 0 or array.shape[0] == 0:
-            raise AudioError(f"{self.name}: contains no audio samples")
+            raise AudioError(self.name, "empty", "contains no audio samples")
         self._array = _pcm_to_float(array, self.name)
         self.sample_rate = sample_rate
         self.channels = array.shape[1]
@@ -184,15 +266,15 @@ class AudioClip:
             try:
                 self._file.seek(start)
                 block = self._file.read(count, dtype="float32", always_2d=True)
-            except Exception as exc:
-                raise AudioError(f"{self.name}: decoding failed at {start / self.sample_rate:.2f} s ({exc})") from None
+            except Exception as exc:  # noqa: BLE001
+                raise AudioError(self.name, "undecodable", f"decoding failed at {start / self.sample_rate:.2f} s ({exc})") from None
         mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if not np.isfinite(mono).all():
-            raise AudioError(f"{self.name}: contains NaN or infinite samples")
+            raise AudioError(self.name, "non_finite", "contains NaN or infinite samples")
         return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+def resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     if orig == new:
         return wave
     return torchaudio.functional.resample(wave, orig, new)
@@ -210,34 +292,31 @@ def load_audio(
     For long inputs prefer :func:`iter_windows`, which never holds the whole clip.
     ``source_rate`` is the sample rate of a raw array or tensor input.
     """
-    with AudioClip(source, source_rate) as clip:
-        _check_duration(clip, max_seconds)
+    with AudioClip(source, source_rate, max_seconds=max_seconds, decode_rate=sample_rate) as clip:
         wave = torch.from_numpy(clip.read(0, clip.frames))
         if wave.numel() == 0:
-            raise AudioError(f"{clip.name}: contains no audio samples")
-        return _resample(wave, clip.sample_rate, sample_rate)
-
-
-def _check_duration(clip: AudioClip, max_seconds: float | None) -> None:
-    if max_seconds is not None and clip.seconds > max_seconds:
-        raise AudioError(
-            f"{clip.name}: audio is {clip.seconds:.1f} s long; the maximum is {max_seconds:.0f} s "
-            "(raise max_seconds in the front-end config to allow longer input)"
-        )
+            raise AudioError(clip.name, "empty", "contains no audio samples")
+        return resample(wave, clip.sample_rate, sample_rate)
 
 
 def iter_windows(
-    source: AudioInput | AudioClip, config: FrontEndConfig, *, source_rate: int | None = None
+    source: AudioInput | AudioClip, config: FrontEndConfig, *, source_rate: int | None = None,
+    max_seconds: float | None = None,
 ) -> Iterator[tuple[torch.Tensor, int]]:
     """Yield ``(window, valid_samples)`` pairs covering the clip, at the front end's sample rate.
 
     Each window has exactly ``config.window_samples`` samples. A clip shorter than one window gives a
     single zero-padded window. Longer clips give windows every ``hop_seconds``; the last one is aligned
     to the clip's end so every window is full of audio. Raises :class:`AudioError` for silent input.
+    ``max_seconds`` (default: the config's) is the longest input accepted.
     """
-    clip = source if isinstance(source, AudioClip) else AudioClip(source, source_rate)
+    limit = config.max_seconds if max_seconds is None else max_seconds
+    if isinstance(source, AudioClip):
+        clip = source
+        check_duration(clip.name, clip.seconds, limit)
+    else:
+        clip = AudioClip(source, source_rate, max_seconds=limit, decode_rate=config.sample_rate)
     try:
-        _check_duration(clip, config.max_seconds)
         sr_in, sr_out = clip.sample_rate, config.sample_rate
         win_in = max(1, int(math.ceil(config.window_seconds * sr_in)))
         hop_in = max(1, int(round(config.hop_seconds * sr_in)))
@@ -251,13 +330,12 @@ def iter_windows(
             if block.size == 0:  # a truncated file can report more frames than it holds
                 break
             peak = max(peak, float(np.abs(block).max()))
-            wave = _resample(torch.from_numpy(block), sr_in, sr_out)
+            wave = resample(torch.from_numpy(block), sr_in, sr_out)
             valid = min(wave.numel(), config.window_samples)
             window = torch.zeros(config.window_samples)
             window[:valid] = wave[:valid]
             yield window, valid
-        if peak < SILENCE_PEAK:
-            raise AudioError(f"{clip.name}: the audio is silent (peak below -80 dBFS)")
+        check_not_silent(clip.name, peak)
     finally:
         if not isinstance(source, AudioClip):
             clip.close()

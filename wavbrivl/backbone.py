@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import open_clip
 import torch
+from safetensors.torch import save_model
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,17 @@ class FrozenBackbone(nn.Module):
     def id(self) -> str:
         return self.config.id
 
+    @property
+    def logit_scale(self) -> float:
+        """The temperature the backbone was trained with (``exp(logit_scale)``, about 100 for CLIP models).
+
+        Zero-shot probabilities are a softmax over cosine similarities times this, as CLIP computes them.
+        """
+        scale = getattr(self.model, "logit_scale", None)
+        if scale is None:
+            return 100.0
+        return float(torch.as_tensor(scale).float().exp().clamp(max=100.0))
+
     def train(self, mode: bool = True) -> "FrozenBackbone":
         """Stay in eval mode whatever is asked: the backbone is frozen by design."""
         return super().train(False)
@@ -117,3 +131,27 @@ class FrozenBackbone(nn.Module):
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         tokens = self.tokenizer(list(texts)).to(self.device)
         return self.model.encode_text(tokens, normalize=normalize).float()
+
+
+BACKBONE_CONFIG_FILE = "open_clip_config.json"
+BACKBONE_WEIGHTS_FILE = "open_clip_model.safetensors"
+
+
+def save_open_clip_folder(model: nn.Module, model_cfg: dict[str, Any], out: str | os.PathLike) -> Path:
+    """Write open_clip's ``local-dir:`` format (config + safetensors weights), which
+    ``create_model_and_transforms("local-dir:PATH")`` reads back with no network."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
+    (out / BACKBONE_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    save_model(model, str(out / BACKBONE_WEIGHTS_FILE))
+    return out
+
+
+def weights_digest(folder: str | os.PathLike) -> str:
+    """A short content hash of a saved backbone: the id of the embedding space its weights define."""
+    h = hashlib.sha256()
+    with open(Path(folder) / BACKBONE_WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:12]

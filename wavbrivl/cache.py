@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -137,11 +136,3 @@ def image_targets(model, rows, cache_dir: str | os.PathLike, batch_size: int = 6
     )
     pooled = torch.zeros(len(rows), emb.shape[1]).index_add_(0, owners, emb)
     return torch.nn.functional.normalize(pooled, dim=-1), float(norms.mean())
-
-
-def text_targets(model, texts: Sequence[str], cache_dir: str | os.PathLike) -> torch.Tensor:
-    """Unit text embeddings of ``texts``, each distinct text through the frozen text tower once."""
-    cache = EmbeddingCache(cache_dir, model.backbone_id, "text")
-    keys = [text_sha256(t) for t in texts]
-    emb, _ = cached_embeddings(cache, keys, lambda idx: model.embed_text([texts[i] for i in idx], normalize=False))
-    return emb

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .audio import AudioError, load_audio
+from .audio import AudioError, check_not_silent, decode_with_av, load_audio
 from .images import ImageError, load_image
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,10 @@ def load_waveforms(
             skipped.append(Skipped(str(row.images[0] if row.images else row.audio), reason))
             continue
         try:
-            wave = load_audio(row.audio, sample_rate, max_seconds=None)
+            wave = load_audio(row.audio, sample_rate, max_seconds=None)[: int(max_seconds * sample_rate)].numpy()
+            check_not_silent(str(row.audio), float(np.abs(wave).max()))
         except AudioError as exc:
             skipped.append(Skipped(str(row.audio), str(exc)))
-            continue
-        wave = wave[: int(max_seconds * sample_rate)].numpy()
-        if float(np.abs(wave).max()) < 1e-4:
-            skipped.append(Skipped(str(row.audio), f"{row.audio}: the audio is silent (peak below -80 dBFS)"))
             continue
         waves.append(wave)
         kept.append(row)
@@ -182,16 +179,10 @@ def prepare_videos(
 
 def _decode_video(path: Path, frames: int, sample_rate: int, av: Any):
     with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return None, []
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-        audio = np.concatenate(chunks).astype(np.float32) if chunks else None
+        has_audio = bool(container.streams.audio)
+    if not has_audio:
+        return None, []
+    audio = decode_with_av(str(path), str(path), sample_rate=sample_rate)[1]
     with av.open(str(path)) as container:
         if not container.streams.video:
             return audio, []

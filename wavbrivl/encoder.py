@@ -138,8 +138,8 @@ class TwoStreamTrunk(nn.Module):
             nn.Flatten(), nn.Linear(spec_c * ((n_freq + 1) // 2), spec_out), nn.ReLU(inplace=True),
         )
         chans = [c, *cfg.channels]
-        # Stride 2 at once: the full-resolution map costs most of the step and its 10-20 ms frames are finer than
-        # any rhythm in the world's sounds.
+        # Stride 2 at once: the full-resolution map costs most of the step, and 10-20 ms frames are finer than the
+        # rhythms this stream is for.
         layers: list[nn.Module] = [nn.Conv2d(1, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
         layers += [nn.Conv2d(c, c, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
         self.local = nn.Sequential(*layers)

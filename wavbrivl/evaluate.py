@@ -1,12 +1,16 @@
 """The evaluation protocols peers report: zero-shot classification, linear probe, cross-modal retrieval.
 
-Everything here works on any *embedder*: an object with ``embed_audio_many``, ``embed_text``,
-``embed_image``, ``backbone_id`` and ``embed_dim`` (a :class:`~wavbrivl.model.WavBriVL` is one). Audio
-embeddings of a dataset are computed once per run (:func:`embed_dataset`, cached on disk under the report
-folder keyed by model and data) and then shared by every task.
+Everything here works on a :class:`~wavbrivl.pipeline.WavBriVLPipeline` whose ``model`` is any *embedder*
+(an object with ``embed_audio_many``, ``embed_text``, ``embed_image``, ``backbone_id`` and ``embed_dim``; a
+:class:`~wavbrivl.model.WavBriVL` is one). Zero-shot scoring is the pipeline's own classifier, the one the
+demo uses, so a clip gets the same label here as on the page. Audio embeddings of a dataset are computed once
+per run (:func:`embed_dataset`, cached on disk under the report folder keyed by model and data) and then
+shared by every task.
 
 Denominators are explicit: a clip that cannot be decoded is listed (file, reason) in the report and is
-not counted in any figure; the report says how many were left out.
+not counted in any figure; the report says how many were left out. A task the data cannot support (one clip
+per class for a linear probe, no pictures for retrieval) raises :class:`TaskSkipped`; ``run_evaluation`` with
+``skip_unavailable=True`` reports it with its reason and runs the others.
 """
 from __future__ import annotations
 
@@ -24,12 +28,15 @@ import torch.nn.functional as F
 
 from .datasets import EvalDataset, EvalRow
 from .metrics import ranks_of_positives, retrieval_metrics
+from .zeroshot import ZeroShotClassifier
 
 log = logging.getLogger(__name__)
 
-#: Prompt templates averaged per class (CLIP-style prompt ensembling). ``{}`` is the class name.
-DEFAULT_TEMPLATES = ("the sound of a {}", "a photo of a {}", "a {}", "{}")
-TASKS = ("zeroshot", "linear", "retrieval", "world")
+TASKS = ("zeroshot", "linear", "retrieval")
+
+
+class TaskSkipped(ValueError):
+    """The data cannot support this task (the message says why); other tasks can still run."""
 
 
 class Embedder(Protocol):
@@ -84,7 +91,7 @@ def embed_dataset(
         except Exception as exc:  # a damaged cache is rebuilt, never trusted
             log.warning("ignoring damaged embedding cache %s: %s", cache, exc)
     result = model.embed_audio_many(paths, batch_size=batch_size, progress=progress)
-    skipped = [{"audio": str(paths[i]), "reason": msg} for i, msg in result.errors]
+    skipped = [{"audio": str(paths[i]), "reason": str(err)} for i, err in result.errors]
     out = EvalEmbeddings(result.embeddings.float(), [data.rows[i] for i in result.indices], skipped)
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
@@ -95,33 +102,17 @@ def embed_dataset(
 
 
 # -------------------------------------------------------------------------------------------- zero-shot
-def class_prompts(name: str, templates: Sequence[str]) -> list[str]:
-    """``chirping_birds`` -> "the sound of a chirping birds", ... (underscores read as spaces)."""
-    readable = name.replace("_", " ").strip()
-    return [t.format(readable) for t in templates]
-
-
-def class_text_embeddings(model: Embedder, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """One unit vector per class: the mean of its prompts' text embeddings (prompt ensembling)."""
-    if not templates or any("{}" not in t for t in templates):
-        raise ValueError(f"every template needs a '{{}}' where the class name goes: {list(templates)}")
-    prompts = [p for name in class_names for p in class_prompts(name, templates)]
-    emb = F.normalize(model.embed_text(prompts).float(), dim=-1).view(len(class_names), len(templates), -1)
-    return F.normalize(emb.mean(1), dim=-1)
-
-
-def zero_shot(
-    audio: torch.Tensor, labels: Sequence[str], class_names: Sequence[str], class_emb: torch.Tensor
-) -> dict[str, Any]:
+def zero_shot(audio: torch.Tensor, labels: Sequence[str], classifier: ZeroShotClassifier) -> dict[str, Any]:
     """Top-1/top-5 accuracy, per-class accuracy and the confusion matrix (rows: truth, columns: prediction)."""
     from sklearn.metrics import confusion_matrix
 
+    class_names = classifier.labels
     index = {c: i for i, c in enumerate(class_names)}
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise ValueError(f"labels not among the classes: {unknown[:5]}")
-    truth = torch.tensor([index[l] for l in labels])
-    scores = audio.float() @ class_emb.float().T
+    truth = torch.tensor([index[label] for label in labels])
+    scores = classifier.scores(audio)
     k = min(5, len(class_names))
     top = scores.topk(k, dim=1).indices
     pred = top[:, 0]
@@ -152,7 +143,7 @@ def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n
     if rows and all(folds):
         names = sorted(set(folds), key=lambda f: (len(f), f))
         if len(names) < 2:
-            raise ValueError("the dataset has a single fold: nothing to cross-validate against")
+            raise TaskSkipped("the dataset has a single fold: nothing to cross-validate against")
         return "official folds (leave one fold out)", [(idx[np.array(folds) != f], idx[np.array(folds) == f], f"fold {f}") for f in names]
     splits = np.array([r.split for r in rows])
     if (splits == "test").any() and (splits == "train").any():
@@ -160,7 +151,7 @@ def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n
     counts = np.unique(np.asarray(labels), return_counts=True)[1]
     k = int(min(n_splits, counts.min()))
     if k < 2:
-        raise ValueError("linear probe needs at least 2 clips per class (or official folds / a train+test split)")
+        raise TaskSkipped("the linear probe needs at least 2 clips per class (or official folds / a train+test split)")
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return f"stratified {k}-fold", [(tr, te, f"split {i + 1}") for i, (tr, te) in enumerate(skf.split(idx, labels))]
 
@@ -179,7 +170,7 @@ def linear_probe(
     per_fold = {}
     for train_idx, test_idx, name in folds:
         if len(set(y[train_idx])) < 2:
-            raise ValueError(f"{name}: its training part has a single class")
+            raise TaskSkipped(f"linear probe {name}: its training part has a single class")
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
         clf.fit(x[train_idx], y[train_idx])
         per_fold[name] = float((clf.predict(x[test_idx]) == y[test_idx]).mean())
@@ -244,7 +235,7 @@ def retrieval(model: Embedder, audio: torch.Tensor, rows: Sequence[EvalRow]) -> 
         ranks["audio→text"] = ranks_of_positives(sim, pos)
         ranks["text→audio"] = ranks_of_positives(sim.T, pos.T)
     if not metrics:
-        raise ValueError("retrieval needs clips with an image or a caption (a manifest with image/caption columns)")
+        raise TaskSkipped("retrieval needs clips with an image or a caption (a manifest with image/caption columns)")
     for name, m in metrics.items():
         m["chance_R@1"] = 1.0 / m["gallery"] if name.endswith("audio") else None
     return result
@@ -261,10 +252,6 @@ def software_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -290,10 +277,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {name.replace('_to_', '→')} | {m['queries']} | {m['gallery']} | {m['R@1']:.3f} | {m['R@5']:.3f} | "
                              f"{m['R@10']:.3f} | {m['median_rank']:.0f} | {m['MRR']:.3f} |")
         lines.append("")
-    if "world" in report:
-        from .starter import report_table
-
-        lines += ["## Starter world (seen / unseen attribute combinations)", "", *report_table(report["world"]), ""]
+    if report.get("skipped_tasks"):
+        lines += ["## Tasks not run", ""] + [f"- **{t}**: {why}" for t, why in report["skipped_tasks"].items()] + [""]
     if report["clips"]["skipped"]:
         lines += ["## Unreadable clips", ""] + [f"- `{s['audio']}`: {s['reason']}" for s in report["clips"]["skipped_files"][:50]]
         if report["clips"]["skipped"] > 50:
@@ -305,25 +290,31 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def run_evaluation(
-    model: Embedder,
+    pipeline: Any,
     data: EvalDataset,
     tasks: Sequence[str],
     out_dir: str | Path,
     *,
     checkpoint: str = "",
     label_column: str = "label",
-    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    templates: Sequence[str] | None = None,
     split: str | None = None,
     seed: int = 0,
     plots: bool = True,
     progress: bool = True,
-    generator: Any = None,
     batch_size: int = 32,
+    skip_unavailable: bool = False,
 ) -> dict[str, Any]:
-    """Run the tasks, write ``report.json``, ``report.md`` and PNG plots into ``out_dir``; return the report."""
+    """Run the tasks, write ``report.json``, ``report.md`` and PNG plots into ``out_dir``; return the report.
+
+    ``pipeline``: a :class:`~wavbrivl.pipeline.WavBriVLPipeline`. ``templates``: zero-shot prompt templates
+    (None: the bundle's). ``skip_unavailable``: a task the data cannot support is reported under
+    ``skipped_tasks`` with its reason instead of failing the run.
+    """
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown or not tasks:
         raise ValueError(f"unknown task(s) {unknown or tasks}: choose from {', '.join(TASKS)}")
+    model = pipeline.model
     data.check_column(label_column)
     data = data.select_split(split)
     out = Path(out_dir)
@@ -332,12 +323,13 @@ def run_evaluation(
     if not emb.rows:
         raise ValueError(f"{data.source}: none of the {len(data.rows)} clips could be read (first: {emb.skipped[0]['reason']})")
     labels = [r.value(label_column) for r in emb.rows]
-    # Retrieval and the world task are reported on a manifest's held-out split unless one was chosen.
+    # Retrieval is reported on a manifest's held-out split unless one was chosen.
     held_out = [i for i, r in enumerate(emb.rows) if r.split == "test"] if split is None else []
     held_out = held_out or list(range(len(emb.rows)))
     test_rows, test_audio = [emb.rows[i] for i in held_out], emb.audio[held_out]
     report: dict[str, Any] = {
-        "tasks": list(tasks),
+        "tasks": [],
+        "skipped_tasks": {},
         "checkpoint": checkpoint,
         "backbone_id": model.backbone_id,
         "data": {"name": data.name, "layout": data.layout, "source": str(data.source), "split": split or "all",
@@ -350,17 +342,21 @@ def run_evaluation(
     }
     from . import plots as plotting
 
-    if "zeroshot" in tasks:
-        if any(not l for l in labels):
-            raise ValueError(f"zero-shot needs a {label_column!r} on every clip")
+    def zeroshot_task() -> None:
+        if any(not label for label in labels):
+            raise TaskSkipped(f"zero-shot needs a {label_column!r} on every clip")
         class_names = sorted(set(labels))
-        class_emb = class_text_embeddings(model, class_names, templates)
-        report["zeroshot"] = zero_shot(emb.audio, labels, class_names, class_emb) | {"templates": list(templates)}
+        if len(class_names) < 2:
+            raise TaskSkipped(f"zero-shot needs at least 2 classes; every clip is {class_names[0]!r}")
+        classifier = pipeline.zero_shot_classifier(class_names, templates)
+        report["zeroshot"] = zero_shot(emb.audio, labels, classifier) | {"templates": list(templates or pipeline.card.templates)}
         if plots:
             report["plots"].append(plotting.confusion_matrix_png(report["zeroshot"]["confusion"], class_names, out / "confusion_matrix.png"))
-    if "linear" in tasks:
+
+    def linear_task() -> None:
         report["linear_probe"] = linear_probe(emb.audio, labels, emb.rows, seed=seed)
-    if "retrieval" in tasks:
+
+    def retrieval_task() -> None:
         res = retrieval(model, test_audio, test_rows)
         report["retrieval"] = res.metrics
         if plots:
@@ -373,19 +369,18 @@ def run_evaluation(
                 report["plots"].append(plotting.example_grid_png(
                     res.audio_to_image_sim, [Path(r.audio).name for r in test_rows if r.images],
                     [set(r.images) for r in test_rows if r.images], res.image_paths, out / "examples.png", seed=seed))
-    if "world" in tasks:
-        from .starter import evaluate_bundle
 
-        if generator is None:
-            raise ValueError("the world task needs the bundle's generator (CHECKPOINT/generator)")
-        for r in test_rows:
-            if not {"seen", "colour", "shape", "size"} <= set(r.meta) or not r.images:
-                raise ValueError(f"{r.audio}: the world task needs a starter-world manifest (image, seen, colour, shape, size)")
-        world = evaluate_bundle(model, generator, test_rows, [r.images[0] for r in test_rows], [r.label for r in test_rows], seed=seed)
-        examples = world.pop("_generated_examples", [])
-        report["world"] = world
-        if plots and examples:
-            report["plots"].append(plotting.generated_grid_png(examples, out / "generated.png"))
+    runners = {"zeroshot": zeroshot_task, "linear": linear_task, "retrieval": retrieval_task}
+    for task in tasks:
+        try:
+            runners[task]()
+        except TaskSkipped as exc:
+            if not skip_unavailable:
+                raise
+            report["skipped_tasks"][task] = str(exc)
+            log.warning("task %s skipped: %s", task, exc)
+            continue
+        report["tasks"].append(task)
     report["plots"] = [Path(p).name for p in report["plots"]]
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(report))

@@ -23,9 +23,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -61,10 +62,6 @@ class BuildReport:
     added: int = 0
     already_indexed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
-
-
-def _sha256_file(path: Path) -> str:
-    return file_sha256(path)
 
 
 def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:
@@ -211,7 +208,7 @@ class GalleryIndex:
         if images is not None:
             for path, caption in tqdm(list_images(images), desc="indexing images", unit="img", disable=not progress):
                 try:
-                    digest = _sha256_file(path)
+                    digest = file_sha256(path)
                 except OSError as exc:
                     report.skipped.append((str(path), f"{path}: cannot read ({exc.strerror})"))
                     continue
@@ -242,9 +239,32 @@ class GalleryIndex:
                 if len(pending) >= 256:
                     flush("text")
             flush("text")
-        for item, reason in report.skipped:
+        for _item, reason in report.skipped:
             log.warning("skipped %s", reason)
         return cls.load(root), report
+
+    def export(self, out_dir: str | os.PathLike) -> "GalleryIndex":
+        """A self-contained copy in ``out_dir``: the same rows, with every picture copied into ``out_dir/images``
+        (so a bundle folder holding it can be moved, shared or uploaded as a whole)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        records = []
+        for m in self.meta:
+            record = dict(m)
+            if record.get("path"):
+                src = self.root / record["path"]
+                if not src.is_file():
+                    raise IndexFormatError(f"{src}: picture listed in index {self.root} is missing; cannot export it")
+                record["path"] = f"images/{record['sha256'][:20]}{src.suffix.lower()}"
+                (out / "images").mkdir(exist_ok=True)
+                shutil.copyfile(src, out / record["path"])
+            records.append(record)
+        header = {**self.header, "count": 0, "shards": []}
+        if records:
+            _write_shard(out, header, np.asarray(self._emb_all), records)
+        else:
+            _atomic_write(out / "index.json", (json.dumps(header, indent=1) + "\n").encode())
+        return GalleryIndex.load(out)
 
     # ------------------------------------------------------------------ search
     def _matrix(self, kind: str | None) -> tuple[torch.Tensor, np.ndarray]:

@@ -21,18 +21,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from .audio import AudioError, AudioFrontEnd, AudioInput, FrontEndConfig, iter_windows
-from .backbone import BackboneConfig, FrozenBackbone
+from .backbone import BACKBONE_CONFIG_FILE, BackboneConfig, FrozenBackbone, save_open_clip_folder
 from .encoder import AudioEncoder, EncoderConfig
 from .images import ImageInput, load_image
 from .presets import get_preset
@@ -99,7 +98,7 @@ class AudioEmbeddings:
 
     embeddings: torch.Tensor  # [len(indices), D]
     indices: list[int]  # positions (in the input list) of the rows of ``embeddings``
-    errors: list[tuple[int, str]]  # (position, message) of each input that was skipped
+    errors: list[tuple[int, AudioError]]  # (position, error) of each input that was skipped; str(error) names it
 
 
 class WavBriVL(nn.Module):
@@ -214,23 +213,17 @@ class WavBriVL(nn.Module):
         return b.pretrained is None or b.model_name.startswith("local-dir:") or Path(str(b.pretrained)).exists()
 
     def _save_backbone(self, out: Path) -> None:
-        backbone = self.backbone
         name = self.config.backbone.model_name
         if name.startswith("local-dir:"):
             src = Path(name[len("local-dir:") :])
             if not src.is_absolute() and self.root is not None:
                 src = self.root / src
-            model_cfg = json.loads((src / "open_clip_config.json").read_text()).get("model_cfg")
+            model_cfg = json.loads((src / BACKBONE_CONFIG_FILE).read_text()).get("model_cfg")
         else:
             model_cfg = open_clip.get_model_config(name)
         if model_cfg is None:
             raise ValueError(f"cannot find the open_clip config of backbone {name!r} to save it")
-        out.mkdir(parents=True)
-        preprocess_cfg = open_clip.get_model_preprocess_cfg(backbone.model)
-        (out / "open_clip_config.json").write_text(
-            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
-        )
-        save_model(backbone.model, str(out / "open_clip_model.safetensors"))
+        save_open_clip_folder(self.backbone.model, model_cfg, out)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -281,17 +274,19 @@ class WavBriVL(nn.Module):
         sample_rate: int | None = None,
         batch_size: int = 32,
         progress: bool = False,
+        max_seconds: float | None = None,
     ) -> AudioEmbeddings:
         """Embed many inputs; a bad input is reported in ``errors`` and skipped, never fatal.
 
         Windows from all inputs are streamed through the encoder ``batch_size`` at a time and averaged per
-        input, so memory stays bounded by the batch whatever the clips' lengths.
+        input, so memory stays bounded by the batch whatever the clips' lengths. ``max_seconds`` overrides
+        the front end's length limit (a demo takes 30 s, a batch job hours).
         """
         was_training = self.training
         self.eval()
         n = len(sources)
         sums = torch.zeros(n, self.embed_dim)
-        failed: dict[int, str] = {}
+        failed: dict[int, AudioError] = {}
         pending: list[tuple[int, torch.Tensor, int]] = []
 
         def flush() -> None:
@@ -306,12 +301,12 @@ class WavBriVL(nn.Module):
 
         for i, source in enumerate(tqdm(sources, desc="embedding audio", unit="clip", disable=not progress)):
             try:
-                for window, valid in iter_windows(source, self.config.frontend, source_rate=sample_rate):
+                for window, valid in iter_windows(source, self.config.frontend, source_rate=sample_rate, max_seconds=max_seconds):
                     pending.append((i, window, valid))
                     if len(pending) >= batch_size:
                         flush()
             except AudioError as exc:
-                failed[i] = str(exc)
+                failed[i] = exc
                 log.warning("skipped: %s", exc)
         flush()
         self.train(was_training)
@@ -326,6 +321,7 @@ class WavBriVL(nn.Module):
         sample_rate: int | None = None,
         batch_size: int = 32,
         progress: bool = False,
+        max_seconds: float | None = None,
     ) -> torch.Tensor:
         """Audio of any length -> unit embeddings ``[N, D]``; raises :class:`AudioError` on bad input.
 
@@ -333,9 +329,10 @@ class WavBriVL(nn.Module):
         or a list of those.
         """
         sources = list(audio) if isinstance(audio, list) else [audio]
-        result = self.embed_audio_many(sources, sample_rate=sample_rate, batch_size=batch_size, progress=progress)
+        result = self.embed_audio_many(sources, sample_rate=sample_rate, batch_size=batch_size, progress=progress,
+                                       max_seconds=max_seconds)
         if result.errors:
-            raise AudioError(result.errors[0][1])
+            raise result.errors[0][1]
         return result.embeddings
 
     # ------------------------------------------------------------------ images and text

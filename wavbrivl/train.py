@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import image_targets
@@ -58,8 +57,8 @@ class TrainConfig:
     temperature: float = 0.07
     learnable_temperature: bool = False
     # Weight of a cosine term pulling each clip onto its own image embedding. InfoNCE only ranks, so audio
-    # embeddings land off the image manifold (starter world: cosine 0.62 to their own picture while two
-    # pictures of one scene are at 0.98); generators trained on image embeddings need them on it.
+    # embeddings land in the right direction but off the image manifold; generators trained on image
+    # embeddings need them on it.
     align_weight: float = 0.0
     epochs: int = 20
     max_steps: int | None = None
@@ -187,200 +186,257 @@ def evaluate_retrieval(
     return metrics
 
 
-def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
-    """Run (or resume) a training run; returns where the best and last checkpoints are."""
-    from accelerate import Accelerator
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from torch.utils.tensorboard import SummaryWriter
+class Trainer:
+    """One training run of the audio encoder against the frozen image space.
 
-    t_start = time.perf_counter()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
-    torch.manual_seed(cfg.seed)
-    if model is None:
-        model = WavBriVL.from_pretrained(cfg.init) if cfg.init else WavBriVL.from_preset(cfg.preset or "tiny", seed=cfg.seed)
-    model.to(accelerator.device)
-    sr = model.config.frontend.sample_rate
-    window = model.config.frontend.window_samples
+    Construction loads the data (audio decoded once, image targets from the cache), the model, the optimiser,
+    the schedule and the queues; :meth:`resume` restores all of them from ``OUT/last``; :meth:`step` runs one
+    optimisation step; :meth:`validate` measures retrieval on the validation split; :meth:`save` writes a
+    resumable checkpoint; :meth:`fit` runs the whole schedule with logging and checkpointing.
+    """
 
-    rows = read_manifest(cfg.manifest)
-    if not any(r.split for r in rows):
-        train_rows, val_rows = rows, []
-    else:
-        train_rows, val_rows = select_split(rows, cfg.train_split), select_split(rows, cfg.val_split)
-    if not train_rows:
-        raise ValueError(f"{cfg.manifest}: no rows in split {cfg.train_split!r}")
-    waves, train_rows, skipped = load_waveforms(train_rows, sr, cfg.max_clip_seconds)
-    val_waves, val_rows, val_skipped = load_waveforms(val_rows, sr, cfg.max_clip_seconds)
-    skipped += val_skipped
-    if len(waves) < 2:
-        raise ValueError(f"{cfg.manifest}: fewer than 2 usable training rows ({len(skipped)} skipped)")
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
-    targets, mean_norm = image_targets(model, train_rows, cache_dir, progress=cfg.progress)
-    val_targets = image_targets(model, val_rows, cache_dir)[0] if val_rows else None
-    val_labels = [r.label for r in val_rows]
-    model.config.image_embed_norm = mean_norm
-    n = len(waves)
+    def __init__(self, cfg: TrainConfig, model: WavBriVL | None = None) -> None:
+        from accelerate import Accelerator
+        from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    encoder = model.audio_encoder
-    encoder.train()
-    if cfg.train_head_only:
-        for p in encoder.audio_encoder.parameters():
-            p.requires_grad_(False)
-        encoder.audio_encoder.eval()
-    temperature = Temperature(cfg.temperature, cfg.learnable_temperature).to(accelerator.device)
-    params = [p for p in encoder.parameters() if p.requires_grad] + list(temperature.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_process = max(2, cfg.batch_size // accelerator.num_processes)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    scheduler = get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps // 5), total_steps)
-    dim = model.embed_dim
-    queue_size = min(cfg.queue_size, n) if cfg.loss == "moco" else 0
-    image_queue = MemoryQueue(queue_size, dim).to(accelerator.device)
-    audio_queue = MemoryQueue(queue_size, dim).to(accelerator.device) if cfg.momentum else None
-    momentum_encoder = copy.deepcopy(encoder).requires_grad_(False) if cfg.momentum else None
-    encoder, optimizer, scheduler = accelerator.prepare(encoder, optimizer, scheduler)
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.accelerator = accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
+        torch.manual_seed(cfg.seed)
+        if model is None:
+            model = WavBriVL.from_pretrained(cfg.init) if cfg.init else WavBriVL.from_preset(cfg.preset or "tiny", seed=cfg.seed)
+        self.model = model.to(accelerator.device)
+        self._load_data()
 
-    start_step, best = 0, {"select": -1.0}
-    last_dir, best_dir = out / "last", out / "best"
-    if cfg.resume and (last_dir / STATE_NAME).is_file():
-        state = torch.load(last_dir / STATE_NAME, map_location="cpu", weights_only=True)
-        resumed = WavBriVL.from_pretrained(last_dir)
-        accelerator.unwrap_model(encoder).load_state_dict(resumed.audio_encoder.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        image_queue.load_state_dict(state["image_queue"])
-        temperature.load_state_dict(state["temperature"])
-        if audio_queue is not None and momentum_encoder is not None:
-            audio_queue.load_state_dict(state["audio_queue"])
-            momentum_encoder.load_state_dict(state["momentum_encoder"])
-        start_step, best = int(state["step"]), dict(state["best"])
-        log.info("resumed from %s at step %d", last_dir, start_step)
-    elif cfg.resume:
-        log.warning("--resume: no checkpoint in %s yet; starting from scratch", last_dir)
+        encoder = model.audio_encoder
+        encoder.train()
+        if cfg.train_head_only:
+            for p in encoder.audio_encoder.parameters():
+                p.requires_grad_(False)
+            encoder.audio_encoder.eval()
+        self.temperature = Temperature(cfg.temperature, cfg.learnable_temperature).to(accelerator.device)
+        self.params = [p for p in encoder.parameters() if p.requires_grad] + list(self.temperature.parameters())
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = max(1, math.ceil(len(self.waves) / cfg.batch_size))
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        scheduler = get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, self.total_steps // 5), self.total_steps)
+        queue_size = min(cfg.queue_size, len(self.waves)) if cfg.loss == "moco" else 0
+        dim = model.embed_dim
+        self.image_queue = MemoryQueue(queue_size, dim).to(accelerator.device)
+        self.audio_queue = MemoryQueue(queue_size, dim).to(accelerator.device) if cfg.momentum else None
+        self.momentum_encoder = copy.deepcopy(encoder).requires_grad_(False) if cfg.momentum else None
+        self.encoder, self.optimizer, self.scheduler = accelerator.prepare(encoder, optimizer, scheduler)
+        self.step_count = 0
+        self.best: dict[str, float] = {"select": -1.0}
+        self.history: list[dict[str, float]] = []
 
-    resolved = asdict(cfg)
+    def _load_data(self) -> None:
+        cfg, model = self.cfg, self.model
+        rows = read_manifest(cfg.manifest)
+        if not any(r.split for r in rows):
+            train_rows, val_rows = rows, []
+        else:
+            train_rows, val_rows = select_split(rows, cfg.train_split), select_split(rows, cfg.val_split)
+        if not train_rows:
+            raise ValueError(f"{cfg.manifest}: no rows in split {cfg.train_split!r}")
+        sr = model.config.frontend.sample_rate
+        self.waves, train_rows, self.skipped = load_waveforms(train_rows, sr, cfg.max_clip_seconds)
+        self.val_waves, val_rows, val_skipped = load_waveforms(val_rows, sr, cfg.max_clip_seconds)
+        self.skipped += val_skipped
+        if len(self.waves) < 2:
+            raise ValueError(f"{cfg.manifest}: fewer than 2 usable training rows ({len(self.skipped)} skipped)")
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
+        self.targets, mean_norm = image_targets(model, train_rows, cache_dir, progress=cfg.progress)
+        self.val_targets = image_targets(model, val_rows, cache_dir)[0] if val_rows else None
+        self.val_labels = [r.label for r in val_rows]
+        model.config.image_embed_norm = mean_norm
 
-    def save(path: Path, step: int) -> None:
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def last_dir(self) -> Path:
+        return self.out / "last"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.out / "best"
+
+    def resume(self) -> bool:
+        """Restore weights, optimiser, schedule, queues and step from ``OUT/last``; False when there is none."""
+        if not (self.last_dir / STATE_NAME).is_file():
+            log.warning("--resume: no checkpoint in %s yet; starting from scratch", self.last_dir)
+            return False
+        state = torch.load(self.last_dir / STATE_NAME, map_location="cpu", weights_only=True)
+        resumed = WavBriVL.from_pretrained(self.last_dir)
+        self.accelerator.unwrap_model(self.encoder).load_state_dict(resumed.audio_encoder.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.image_queue.load_state_dict(state["image_queue"])
+        self.temperature.load_state_dict(state["temperature"])
+        if self.audio_queue is not None and self.momentum_encoder is not None:
+            self.audio_queue.load_state_dict(state["audio_queue"])
+            self.momentum_encoder.load_state_dict(state["momentum_encoder"])
+        self.step_count, self.best = int(state["step"]), dict(state["best"])
+        log.info("resumed from %s at step %d", self.last_dir, self.step_count)
+        return True
+
+    def save(self, path: Path, step: int) -> None:
+        """A checkpoint folder with the resumable state and the resolved config, written atomically."""
         def write_state(p: Path) -> None:
             state = {
-                "step": torch.tensor(step), "best": {k: float(v) for k, v in best.items()},
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "image_queue": image_queue.state_dict(), "temperature": temperature.state_dict(),
+                "step": torch.tensor(step), "best": {k: float(v) for k, v in self.best.items()},
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "image_queue": self.image_queue.state_dict(), "temperature": self.temperature.state_dict(),
             }
-            if audio_queue is not None and momentum_encoder is not None:
-                state["audio_queue"] = audio_queue.state_dict()
-                state["momentum_encoder"] = momentum_encoder.state_dict()
+            if self.audio_queue is not None and self.momentum_encoder is not None:
+                state["audio_queue"] = self.audio_queue.state_dict()
+                state["momentum_encoder"] = self.momentum_encoder.state_dict()
             torch.save(state, p)
 
-        model.config.info = {**model.config.info, "trained_steps": step, "manifest": str(cfg.manifest), "val": best}
-        if accelerator.is_main_process:
-            model.save_pretrained(path, extra_files={
-                STATE_NAME: write_state,
-                CONFIG_NAME: lambda p: p.write_text(json.dumps(resolved, indent=2) + "\n"),
-            })
+        resolved = json.dumps(asdict(self.cfg), indent=2) + "\n"
+        self.model.config.info = {**self.model.config.info, "trained_steps": step, "manifest": str(self.cfg.manifest), "val": self.best}
+        if self.accelerator.is_main_process:
+            self.model.save_pretrained(path, extra_files={STATE_NAME: write_state, CONFIG_NAME: lambda p: p.write_text(resolved)})
 
-    metrics_path = out / "metrics.csv"
-    new_log = not metrics_path.exists() or start_step == 0
-    metrics_file = open(metrics_path, "w" if new_log else "a", newline="")
-    writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5", "val_label_R@1"])
-    if new_log:
-        writer.writeheader()
-    tb = SummaryWriter(str(out / "tensorboard")) if accelerator.is_main_process else None
-    history: list[dict[str, float]] = []
-    bar = tqdm(range(start_step, total_steps), desc="training", initial=start_step, total=total_steps,
-               disable=not cfg.progress or not accelerator.is_main_process)
-    running = 0.0
-    for step in bar:
-        if cfg.stop_at_step is not None and step >= cfg.stop_at_step:
-            break
-        epoch, offset = divmod(step, steps_per_epoch)
+    def _train_mode(self) -> None:
+        self.encoder.train()
+        if self.cfg.train_head_only:
+            self.accelerator.unwrap_model(self.encoder).audio_encoder.eval()
+
+    # ------------------------------------------------------------------ one step
+    def _batch_indices(self, step: int) -> list[int]:
+        """The clips of step ``step``: a fixed permutation per epoch, so a resumed run draws the same batches."""
+        cfg, n = self.cfg, len(self.waves)
+        epoch, offset = divmod(step, self.steps_per_epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).tolist()
         idx = perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
         if len(idx) < 2:  # a last batch of one clip has no negatives: take it from the front of the epoch
             idx = perm[: cfg.batch_size]
-        idx = idx[accelerator.process_index :: accelerator.num_processes][:per_process]
+        per_process = max(2, cfg.batch_size // self.accelerator.num_processes)
+        return idx[self.accelerator.process_index :: self.accelerator.num_processes][:per_process]
+
+    def step(self, step: int) -> tuple[float, float]:
+        """One optimisation step; returns ``(loss, temperature)``. All randomness comes from ``(seed, step)``."""
+        cfg, device = self.cfg, self.accelerator.device
+        idx = self._batch_indices(step)
         g = torch.Generator().manual_seed(_step_seed(cfg.seed, step))
         torch.manual_seed(_step_seed(cfg.seed, step))  # dropout
-        wave, valid = _make_batch(waves, idx, window, g, cfg, augment=True)
-        ids = torch.tensor(idx, device=accelerator.device)
-        keys = targets[idx].to(accelerator.device)
-        features = model.frontend(wave.to(accelerator.device), valid)
+        wave, valid = _make_batch(self.waves, idx, self.model.config.frontend.window_samples, g, cfg, augment=True)
+        ids = torch.tensor(idx, device=device)
+        keys = self.targets[idx].to(device)
+        features = self.model.frontend(wave.to(device), valid)
         if cfg.spec_augment:
             features = _spec_augment(features, cfg, g)
-        with accelerator.autocast():
-            audio = F.normalize(encoder(features).float(), dim=-1)
-        t = temperature()
+        with self.accelerator.autocast():
+            audio = F.normalize(self.encoder(features).float(), dim=-1)
+        t = self.temperature()
+        audio_keys = None
         if cfg.loss == "clip":
             loss = clip_loss(audio, keys, ids, t)
         else:
-            loss = info_nce(audio, keys, ids, t, image_queue)
-            if momentum_encoder is not None and audio_queue is not None:
+            loss = info_nce(audio, keys, ids, t, self.image_queue)
+            if self.momentum_encoder is not None and self.audio_queue is not None:
                 with torch.no_grad():
-                    audio_keys = F.normalize(momentum_encoder(features).float(), dim=-1)
+                    audio_keys = F.normalize(self.momentum_encoder(features).float(), dim=-1)
                 # image -> audio: the frozen image is the query; the online audio of the batch are the
                 # positives/negatives with gradient, the momentum keys of past batches extra negatives.
-                loss = 0.5 * (loss + info_nce(keys, audio, ids, t, audio_queue))
+                loss = 0.5 * (loss + info_nce(keys, audio, ids, t, self.audio_queue))
         if cfg.align_weight:
             loss = loss + cfg.align_weight * (1.0 - (audio * keys).sum(-1)).mean()
-        accelerator.backward(loss)
+        self.accelerator.backward(loss)
         if cfg.grad_clip:
-            accelerator.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+            self.accelerator.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
-            image_queue.enqueue(keys, ids)
-            if momentum_encoder is not None and audio_queue is not None:
-                audio_queue.enqueue(audio_keys, ids)
-                online = accelerator.unwrap_model(encoder).state_dict()
-                for name, value in momentum_encoder.state_dict().items():
+            self.image_queue.enqueue(keys, ids)
+            if audio_keys is not None and self.audio_queue is not None and self.momentum_encoder is not None:
+                self.audio_queue.enqueue(audio_keys, ids)
+                online = self.accelerator.unwrap_model(self.encoder).state_dict()
+                for name, value in self.momentum_encoder.state_dict().items():
                     if value.dtype.is_floating_point:
                         value.mul_(cfg.momentum).add_(online[name].detach(), alpha=1 - cfg.momentum)
                     else:
                         value.copy_(online[name])
-        loss_value = float(loss.detach())
-        running = 0.9 * running + 0.1 * loss_value if step > start_step else loss_value
-        done = step + 1
-        record: dict[str, float] = {}
-        if done % cfg.log_every == 0 or done == total_steps:
-            record = {"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "temperature": float(t)}
-            bar.set_postfix(loss=f"{running:.3f}")
-        if val_targets is not None and (done % cfg.val_every == 0 or done == total_steps):
-            metrics = evaluate_retrieval(model, val_waves, val_targets, val_labels)
-            encoder.train()
-            if cfg.train_head_only:
-                accelerator.unwrap_model(encoder).audio_encoder.eval()
-            record.update({"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "temperature": float(t),
-                           "val_R@1": metrics["R@1"], "val_R@5": metrics["R@5"]})
-            if "label_R@1" in metrics:
-                record["val_label_R@1"] = metrics["label_R@1"]
-            if metrics["select"] > best.get("select", best.get("R@1", -1.0)):
-                best = {"step": done, **{k: metrics[k] for k in ("R@1", "R@5", "R@10", "label_R@1", "label_R@5", "select") if k in metrics}}
-                save(best_dir, done)
-                encoder.train()
-        if record:
-            history.append(record)
-            writer.writerow({k: record.get(k, "") for k in writer.fieldnames})
-            metrics_file.flush()
-            if tb is not None:
-                for k, v in record.items():
-                    if k != "step":
-                        tb.add_scalar(k.replace("@", "_at_"), v, done)
-        if done % cfg.checkpoint_every == 0 and done != total_steps:
-            save(last_dir, done)
-            encoder.train()
-    metrics_file.close()
-    if tb is not None:
-        tb.close()
-    model.eval()
-    final_step = min(total_steps, cfg.stop_at_step) if cfg.stop_at_step is not None else total_steps
-    save(last_dir, final_step)
-    if val_targets is None or not best_dir.exists():
-        best = {"step": final_step, **({} if val_targets is None else evaluate_retrieval(model, val_waves, val_targets, val_labels))}
-        save(best_dir, final_step)
-    if skipped:
-        log.warning("%d row(s) skipped; the run used the other %d training and %d validation rows", len(skipped), n, len(val_waves))
-    return TrainResult(best_dir, last_dir, final_step, best, history, skipped, time.perf_counter() - t_start)
+        return float(loss.detach()), float(t)
+
+    def validate(self) -> dict[str, float] | None:
+        """Retrieval on the validation split; None when there is none."""
+        if self.val_targets is None:
+            return None
+        return evaluate_retrieval(self.model, self.val_waves, self.val_targets, self.val_labels)
+
+    # ------------------------------------------------------------------ the run
+    def fit(self) -> TrainResult:
+        """Run (or, after :meth:`resume`, continue) the schedule; returns where the checkpoints are."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        t_start = time.perf_counter()
+        cfg = self.cfg
+        start_step = self.step_count
+        metrics_path = self.out / "metrics.csv"
+        new_log = not metrics_path.exists() or start_step == 0
+        writer_tb = SummaryWriter(str(self.out / "tensorboard")) if self.accelerator.is_main_process else None
+        bar = tqdm(range(start_step, self.total_steps), desc="training", initial=start_step, total=self.total_steps,
+                   disable=not cfg.progress or not self.accelerator.is_main_process)
+        running = 0.0
+        with open(metrics_path, "w" if new_log else "a", newline="") as metrics_file:
+            writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5", "val_label_R@1"])
+            if new_log:
+                writer.writeheader()
+            for step in bar:
+                if cfg.stop_at_step is not None and step >= cfg.stop_at_step:
+                    break
+                loss, t = self.step(step)
+                self.step_count = done = step + 1
+                running = 0.9 * running + 0.1 * loss if step > start_step else loss
+                record: dict[str, float] = {}
+                if done % cfg.log_every == 0 or done == self.total_steps:
+                    record = {"step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "temperature": t}
+                    bar.set_postfix(loss=f"{running:.3f}")
+                if done % cfg.val_every == 0 or done == self.total_steps:
+                    metrics = self.validate()
+                    self._train_mode()  # embedding for validation switched every module back to training
+                    if metrics is not None:
+                        record.update({"step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "temperature": t,
+                                       "val_R@1": metrics["R@1"], "val_R@5": metrics["R@5"]})
+                        if "label_R@1" in metrics:
+                            record["val_label_R@1"] = metrics["label_R@1"]
+                        if metrics["select"] > self.best.get("select", self.best.get("R@1", -1.0)):
+                            self.best = {"step": done, **{k: metrics[k] for k in SELECTED if k in metrics}}
+                            self.save(self.best_dir, done)
+                if record:
+                    self.history.append(record)
+                    writer.writerow({k: record.get(k, "") for k in writer.fieldnames})
+                    metrics_file.flush()
+                    if writer_tb is not None:
+                        for k, v in record.items():
+                            if k != "step":
+                                writer_tb.add_scalar(k.replace("@", "_at_"), v, done)
+                if done % cfg.checkpoint_every == 0 and done != self.total_steps:
+                    self.save(self.last_dir, done)
+        if writer_tb is not None:
+            writer_tb.close()
+        self.model.eval()
+        final_step = min(self.total_steps, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total_steps
+        self.save(self.last_dir, final_step)
+        if self.val_targets is None or not self.best_dir.exists():
+            self.best = {"step": final_step, **(self.validate() or {})}
+            self.save(self.best_dir, final_step)
+        if self.skipped:
+            log.warning("%d row(s) skipped; the run used the other %d training and %d validation rows",
+                        len(self.skipped), len(self.waves), len(self.val_waves))
+        return TrainResult(self.best_dir, self.last_dir, final_step, self.best, self.history, self.skipped,
+                           time.perf_counter() - t_start)
+
+
+SELECTED = ("R@1", "R@5", "R@10", "label_R@1", "label_R@5", "select")
+
+
+def train(cfg: TrainConfig, model: WavBriVL | None = None) -> TrainResult:
+    """Run (or, with ``cfg.resume``, continue) a training run; returns where the best and last checkpoints are."""
+    trainer = Trainer(cfg, model)
+    if cfg.resume:
+        trainer.resume()
+    return trainer.fit()

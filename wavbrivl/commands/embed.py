@@ -25,6 +25,21 @@ def load_model(args: argparse.Namespace):
     return WavBriVL.from_preset(args.preset, device=args.device)
 
 
+def load_pipeline(args: argparse.Namespace, *, index=None, generator=None):
+    """The bundle named by ``--checkpoint`` (or a bare ``--preset`` model) as a pipeline.
+
+    ``index`` / ``generator``: None leaves the part out, "auto" takes the bundle's own, a path that one.
+    """
+    from ..index import GalleryIndex
+    from ..pipeline import AUTO, WavBriVLPipeline
+
+    if getattr(args, "checkpoint", None):
+        return WavBriVLPipeline.from_pretrained(args.checkpoint, device=args.device, index=index, generator=generator)
+    if generator is not None:
+        raise ValueError("generation needs a trained --checkpoint (a preset's encoder is untrained)")
+    return WavBriVLPipeline(load_model(args), index=GalleryIndex.load(index) if index not in (None, AUTO) else None)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("embed", help="embed audio files into the shared space")
     p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     index, report = GalleryIndex.build(model, args.out, images=args.images, captions=args.captions,
                                        dtype=args.dtype, batch_size=args.batch_size)
-    for item, reason in report.skipped:
+    for _item, reason in report.skipped:
         print(f"skipped: {reason}", file=sys.stderr)
     print(f"{args.out}: {index.count('image')} images, {index.count('text')} captions "
           f"({report.added} added, {report.already_indexed} already indexed, {len(report.skipped)} skipped); space {index.backbone_id}")

@@ -5,12 +5,12 @@ import argparse
 import html
 from pathlib import Path
 
-from .embed import add_model_arguments, load_model
+from .embed import add_model_arguments, load_pipeline
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="search a gallery index with a sound")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", help="gallery index folder (default: the bundle's own index/)")
     p.add_argument("--audio", required=True)
     add_model_arguments(p)
     p.add_argument("-k", type=int, default=8)
@@ -22,20 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..index import GalleryIndex
+    from ..pipeline import AUTO
 
-    index = GalleryIndex.load(args.index)
-    model = load_model(args)
-    index.check_compatible(model)
-    query = model.embed_audio(args.audio)
-    kinds = ["image", "text"] if args.kind == "all" else [args.kind]
-    results = {kind: index.search(query, args.k, kind=kind, backend=args.backend)[0] for kind in kinds}
+    pipeline = load_pipeline(args, index=args.index or AUTO)
+    kinds = ("image", "text") if args.kind == "all" else (args.kind,)
+    hits = pipeline.search(args.audio, args.k, kinds=kinds, backend=args.backend)
+    results = {"image": hits.images, "text": hits.captions}
     for kind in kinds:
         for rank, r in enumerate(results[kind], start=1):
             print(f"{kind:5} {rank:2d}  {r.score:+.3f}  {r.path or ''}  {r.caption}")
-    images = results.get("image", [])
     if args.sheet:
-        contact_sheet(images, args.sheet)
+        contact_sheet(hits.images, args.sheet)
         print(f"wrote {args.sheet}")
     if args.html:
         write_html(args.audio, results, args.html)

@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from wavbrivl.world import (
+from wavbrivl.worlds.shapes.world import (
     COLOURS, DEFAULT_HOLDOUT, PITCH_REGISTERS, WorldItem, caption_for, make_item, render_image, render_sound,
     sample_items, write_world,
 )

@@ -1,33 +1,29 @@
-"""The frozen backbone of the offline starter world: a small open_clip model trained on its pictures and captions.
+"""The shapes world's frozen backbone: a small open_clip model trained on its pictures and captions.
 
-A real deployment borrows a backbone pretrained on billions of pairs (``vit-b-32``, ``vit-h-14``); the
-starter world cannot download one, so it makes its own the same way - contrastive image-caption training
-with open_clip's CLIP loss - and then freezes it, exactly as WavBriVL treats BriVL. The model is a custom
-open_clip config (``wavbrivl/model_configs/wavbrivl-starter-clip.json``: 64 px ModifiedResNet
-image tower, 64-d space; a patch-16 ViT of the same cost could not tell small circles from squares: shape
-zero-shot 0.54 against 0.99 for the ResNet, measured on the world's test pictures) using
-open_clip's bundled BPE tokenizer, saved in open_clip's ``local-dir:`` format.
+A real deployment borrows a backbone pretrained on billions of pairs (``vit-b-32``, ``vit-h-14``); this world
+cannot download one, so it makes its own the same way (contrastive image-caption training with open_clip) and
+then freezes it, exactly as WavBriVL treats BriVL. The model is a custom open_clip config
+(``wavbrivl-starter-clip.json`` beside this file: a 64 px ModifiedResNet image tower and a 64-d space, with
+open_clip's bundled BPE tokenizer), saved in open_clip's ``local-dir:`` format. Why a ResNet and not a ViT of
+the same cost, and other measurements: docs/EXPERIMENTS.md.
 """
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import open_clip
 import torch
-from PIL import Image
-from safetensors.torch import save_model
 from diffusers.optimization import get_cosine_schedule_with_warmup
+from PIL import Image
 from tqdm.auto import tqdm
 
-from . import backbone as _backbone  # noqa: F401  (registers the packaged model configs)
+from ...backbone import save_open_clip_folder
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "wavbrivl-starter-clip"
+open_clip.add_model_config(Path(__file__).with_name(f"{MODEL_NAME}.json"))
 
 
 #: Captions that name only some attributes, as real alt-texts do ("a red shape", "a small triangle").
@@ -93,7 +89,7 @@ def train_backbone(
     g = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
-    for step in tqdm(range(steps), desc="training starter backbone", disable=not progress):
+    for _step in tqdm(range(steps), desc="training starter backbone", disable=not progress):
         idx = torch.randperm(len(pixels), generator=g)[:batch_size]
         variant = torch.where(torch.rand(len(idx), generator=g) < partial,
                               torch.randint(1, len(subsets), (len(idx),), generator=g), torch.zeros(len(idx), dtype=torch.long))
@@ -118,16 +114,5 @@ def train_backbone(
 
 
 def save_backbone(model: torch.nn.Module, out_dir: str | Path) -> Path:
-    """Write open_clip's ``local-dir:`` format: ``open_clip_config.json`` + ``open_clip_model.safetensors``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": open_clip.get_model_config(MODEL_NAME), "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
-    (out / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    save_model(model, str(out / "open_clip_model.safetensors"))
-    return out
-
-
-def weights_digest(path: str | Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path, "open_clip_model.safetensors").read_bytes()).hexdigest()[:12]
+    """Write the trained backbone in open_clip's ``local-dir:`` format."""
+    return save_open_clip_folder(model, open_clip.get_model_config(MODEL_NAME), out_dir)

@@ -1,0 +1,303 @@
+"""Build the shapes bundle (``assets/starter``): a small world this project generates, trains and evaluates.
+
+``wavbrivl world shapes build --out assets/starter`` runs, from a seed, on a CPU:
+
+1. the procedural world (:mod:`.world`): pictures, captions, sounds; three colour x shape pairs never reach
+   the audio encoder's training (they measure generalisation);
+2. the frozen backbone: a small open_clip model CLIP-trained on the world's pictures and captions
+   (:mod:`.backbone`), then frozen;
+3. the audio encoder, trained against that frozen image tower with the project's own trainer
+   (:mod:`wavbrivl.train`: MoCo queue, cached embeddings), exactly as a real run;
+4. the generator: an :class:`~wavbrivl.embedding_to_image.EmbeddingToImagePipeline` trained on the world's
+   pictures (posed canonically) conditioned on their frozen image embeddings;
+5. a gallery index of the held-out test pictures and all canonical captions, example sounds, the bundle card
+   (``bundle.json``), and ``report.json`` / ``report.md`` with the bundle's evaluation (:mod:`.evaluate`).
+
+Why each setting has its value is measured in docs/EXPERIMENTS.md.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...audio import FrontEndConfig
+from ...backbone import BackboneConfig, weights_digest
+from ...bundle import BundleCard, BundlePart, ExampleSound, GeneratorSettings
+from ...embedding_to_image import EmbeddingToImageTrainConfig
+from ...encoder import EncoderConfig
+from ...model import WavBriVL, WavBriVLConfig
+from .world import ATTRIBUTES, DEFAULT_HOLDOUT, all_combinations, caption_for, make_item, render_image, world_items
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StarterSettings:
+    """The shapes world's recipe. The values were chosen by measurement: see docs/EXPERIMENTS.md."""
+
+    seed: int = 0
+    n_per_combo: int = 60
+    backbone_steps: int = 1500
+    audio_steps: int = 2500
+    generator_steps: int = 1500
+    audio_batch: int = 64
+    generator_batch: int = 64
+    generator_lr: float = 1e-3
+    # A UNet twice as wide on 2x2-patched pictures costs less per step than a narrow one at full resolution.
+    generator_channels: tuple[int, ...] = (64, 128, 128)
+    generator_patch: int = 2
+    generator_ema: float | None = 0.999
+    generator_snr_gamma: float | None = None
+    generator_prediction: str = "v_prediction"
+    generator_guidance: float = 1.5
+    # Targets drawn centred and upright: a sound carries no rotation or position for the generator to follow.
+    generator_canonical: bool = True
+    # Conditions jittered in training, because a sound lands near its pictures' embeddings, not on them.
+    generator_cond_noise: float = 1.0
+    # Pulls sounds onto their pictures' embeddings, where the generator (trained on pictures) can read them.
+    audio_align_weight: float = 0.3
+    examples: int = 8
+    eval_generations: int = 240  # enough sounds that the consistency figure moves by about +-0.03 between seeds
+
+    @classmethod
+    def reduced(cls) -> "StarterSettings":
+        """A CI-sized build: same code path, a fraction of the data and steps."""
+        return cls(n_per_combo=14, backbone_steps=250, audio_steps=150, generator_steps=150, audio_batch=32,
+                   generator_batch=32, generator_channels=(32, 64, 64), generator_ema=0.99, examples=3,
+                   eval_generations=12)
+
+    def generator_config(self) -> EmbeddingToImageTrainConfig:
+        return EmbeddingToImageTrainConfig(
+            steps=self.generator_steps, batch_size=self.generator_batch, lr=self.generator_lr, seed=self.seed,
+            channels=tuple(self.generator_channels), patch_size=self.generator_patch, ema_decay=self.generator_ema,
+            snr_gamma=self.generator_snr_gamma, prediction_type=self.generator_prediction,
+            guidance_scale=self.generator_guidance, cond_noise=self.generator_cond_noise, progress=False,
+        )
+
+
+def starter_model_config(backbone_dir: Path, backbone_id: str) -> WavBriVLConfig:
+    """A small two-stream encoder on 48 mel bands with 3-second windows (the world's sounds are 3 s long).
+
+    The frozen space is additive in the attributes (a held-out pair's pictures sit where its colour's and its
+    shape's pictures meet). The two-stream encoder keeps that form for sounds: its spectral stream hears pitch
+    (colour), its temporal stream rhythm and length (shape, size), and one linear head adds them, so an unheard
+    pitch x rhythm pair lands where its parts point. A 64 ms window resolves the lowest register's glide,
+    which a 25 ms window smears into a steady hum.
+    """
+    return WavBriVLConfig(
+        backbone=BackboneConfig(f"local-dir:{backbone_dir}", None, id=backbone_id),
+        frontend=FrontEndConfig(n_mels=48, n_fft=1024, win_length=1024, hop_length=320, f_max=4000.0,
+                                window_seconds=3.0, hop_seconds=1.5, max_seconds=600.0),
+        encoder=EncoderConfig(arch="twostream", stem_channels=16, channels=[32, 64, 128], head_hidden=[], embed_dim=64,
+                              contour_channels=16),
+        embed_dim=64,
+        preset="starter",
+        info={"bundle": "wavbrivl offline starter world"},
+    )
+
+
+def build_starter(out: str | Path, settings: StarterSettings | None = None, work: str | Path | None = None) -> dict[str, Any]:
+    """Build the whole bundle into ``out``; returns the evaluation report."""
+    from ...data import read_manifest
+    from ...embedding_to_image import train_embedding_to_image
+    from ...generate import Generator
+    from ...index import GalleryIndex
+    from ...pipeline import WavBriVLPipeline
+    from ...train import TrainConfig, train
+    from .backbone import save_backbone, train_backbone
+    from .evaluate import evaluate_bundle, write_report
+    from .world import write_world
+
+    s = settings or StarterSettings()
+    out = Path(out)
+    work = Path(work) if work else out.parent / f".{out.name}-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    manifest = write_world(work / "world", n_per_combo=s.n_per_combo, seed=s.seed)
+    rows = read_manifest(manifest)
+    timings["world_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    pics, attrs = picture_set(rows, s.n_per_combo, s.seed)
+    clip_model, clip_losses = train_backbone(pics, attrs, steps=s.backbone_steps, seed=s.seed)
+    backbone_dir = save_backbone(clip_model, work / "backbone")
+    backbone_id = f"wavbrivl-starter-clip/{weights_digest(backbone_dir)}"
+    timings["backbone_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)
+        model = WavBriVL(starter_model_config(backbone_dir, backbone_id))
+    init_dir = model.save_pretrained(work / "init")
+    result = train(TrainConfig(
+        manifest=str(manifest), out=str(work / "audio_run"), init=str(init_dir), max_steps=s.audio_steps,
+        batch_size=s.audio_batch, lr=3e-3, warmup_steps=50, queue_size=4096, val_every=max(50, s.audio_steps // 4),
+        checkpoint_every=10**9, seed=s.seed, progress=False, time_mask_width=20, freq_mask_width=6,
+        align_weight=s.audio_align_weight,
+    ))
+    timings["audio_encoder_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    # The last checkpoint, not the best on validation: validation holds seen pairs only, and selecting on it
+    # picks early checkpoints that generalise worse to never-heard pairs.
+    model = WavBriVL.from_pretrained(result.last_dir)
+    # The generator learns from the backbone's pictures (held-out pairs included: only the audio encoder must
+    # not have heard a pair), conditioned on their embeddings, drawing each scene in the canonical pose.
+    gen_images = picture_set(rows, s.n_per_combo, s.seed, canonical=True)[0] if s.generator_canonical else pics
+    pipe, gen_losses = train_embedding_to_image(gen_images, model.embed_image(pics), s.generator_config())
+    timings["generator_s"] = time.perf_counter() - t
+
+    # Assemble the bundle in a temporary folder, then swap it in.
+    t = time.perf_counter()
+    staging = out.parent / f".{out.name}-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.config.info.update({"bundle": "wavbrivl offline starter world", "seed": s.seed})
+    model.save_pretrained(staging)
+    generator = Generator(pipe, space_id=model.backbone_id, embed_dim=model.embed_dim, embed_norm=model.config.image_embed_norm)
+    generator.save_pretrained(staging / "generator")
+    test_rows = [r for r in rows if r.split == "test"]
+    (staging / "gallery").mkdir()
+    gallery = []
+    for r in test_rows:
+        dst = staging / "gallery" / r.images[0].name
+        shutil.copy(r.images[0], dst)
+        gallery.append(dst)
+    (staging / "gallery" / "captions.txt").write_text("\n".join(caption_for(*c) for c in all_combinations()) + "\n")
+    with open(staging / "gallery" / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "caption", "colour", "shape", "size", "seen"])
+        for r, path in zip(test_rows, gallery):
+            w.writerow([path.name, r.caption, r.meta["colour"], r.meta["shape"], r.meta["size"], r.meta["seen"]])
+    GalleryIndex.build(WavBriVL.from_pretrained(staging), staging / "index", images=staging / "gallery" / "manifest.csv",
+                       captions=staging / "gallery" / "captions.txt", dtype="float32", progress=False)
+    (staging / "examples").mkdir()
+    for r in _example_rows(test_rows, s.examples):
+        shutil.copy(r.audio, staging / "examples" / f"{r.meta['size']}_{r.meta['colour']}_{r.meta['shape']}.wav")
+    bundle_card(staging).save(staging)
+    timings["assemble_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pipeline = WavBriVLPipeline.from_pretrained(staging, device="cpu")
+    report = evaluate_bundle(pipeline, test_rows, gallery, [r.label for r in test_rows],
+                             n_generations=s.eval_generations, seed=s.seed)
+    timings["evaluate_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    report["build"] = {"settings": asdict(s), "timings": timings, "backbone_id": backbone_id,
+                       "backbone_final_loss": float(np.mean(clip_losses[-20:])),
+                       "audio_val": result.best_metrics, "generator_final_loss": float(np.mean(gen_losses[-50:])),
+                       "skipped_rows": len(result.skipped)}
+    write_report(report, staging)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+DESCRIPTION = {
+    "en": ("The offline starter world: a small model trained on synthetic coloured shapes, so the demo works with no "
+           "network. A sound's pitch is the colour (a low hum is red, then green, blue, and a high whistle is "
+           "yellow), its pattern the shape (a steady tone is a circle, beeps a square, a rising glide a triangle) "
+           "and its length the size (short is small, long is large). Red triangles, green squares and blue circles "
+           "were never heard in training: they show the model placing what it has only seen."),
+    "ja": ("ネットワークなしで動くオフラインのスターター世界です。合成した色付きの図形で学習した小さなモデルです。"
+           "音の高さが色（低いうなりは赤、次に緑、青、高い口笛は黄）、音のパターンが形（一定の音は円、ビープの繰り返しは"
+           "四角、上がっていく音は三角）、長さが大きさ（短いと小、長いと大）を表します。赤い三角・緑の四角・青い円の音は"
+           "学習で一度も聞いていません。見たことしかないものをモデルがどこに置くかを示します。"),
+}
+NAME = {"en": "Shapes: the offline starter world", "ja": "図形の世界（オフライン スターター）"}
+JA_WORDS = {"small": "小さな", "large": "大きな", "red": "赤い", "green": "緑の", "blue": "青い", "yellow": "黄色い",
+            "circle": "円", "square": "四角", "triangle": "三角"}
+
+
+def bundle_card(folder: Path) -> BundleCard:
+    """The card of a shapes bundle whose ``examples/`` hold ``{size}_{colour}_{shape}.wav`` files."""
+    held = {tuple(h) for h in DEFAULT_HOLDOUT}
+    examples = []
+    for path in sorted((folder / "examples").glob("*.wav")):
+        size, colour, shape = path.stem.split("_")
+        label = caption_for(colour, shape, size)
+        examples.append(ExampleSound(
+            file=f"examples/{path.name}", label=label, heard=(colour, shape) not in held,
+            title={"en": label, "ja": f"{JA_WORDS[size]}{JA_WORDS[colour]}{JA_WORDS[shape]}"}))
+    mit = "MIT (wavbrivl project)"
+    made = "Made by wavbrivl's `wavbrivl world shapes build` from a seed; no third-party data or weights."
+    return BundleCard(
+        name=NAME, description=DESCRIPTION,
+        labels=[caption_for(c, s, z) for c, s, z in all_combinations()], templates=["{}"], examples=examples,
+        parts=[BundlePart("audio encoder", mit, made, ["audio_encoder.safetensors"]),
+               BundlePart("frozen backbone (image and text towers)", mit, made, ["backbone/"]),
+               BundlePart("image generator", mit, made, ["generator/"]),
+               BundlePart("gallery pictures, captions and example sounds (procedural)", mit, made,
+                          ["gallery/", "index/", "examples/"])],
+        generator=GeneratorSettings(steps=25),
+    )
+
+
+def picture_set(rows, n_per_combo: int, seed: int, canonical: bool = False) -> tuple[list, list[dict[str, str]]]:
+    """The pictures the backbone and the generator learn from, with their attributes.
+
+    Every picture except the test split's (the gallery must hold unseen pictures), first and in the rows'
+    order, then pictures of the held-out pairs drawn afresh from other seeds: the picture models may know
+    what a red triangle looks like; only the audio encoder must never have heard one. ``rows`` is the
+    manifest of ``write_world(n_per_combo=n_per_combo, seed=seed)``.
+
+    ``canonical`` redraws the same scenes in a fixed pose, the shape centred and upright (see
+    :func:`.world.render_image`): the generator's targets. Position i of both sets is the same
+    scene, so the generator learns "this embedding -> this scene, posed canonically".
+    """
+    from PIL import Image
+
+    fit = [i for i, r in enumerate(rows) if r.split != "test"]
+    if canonical:
+        items = world_items(n_per_combo, seed)  # write_world's order: row i is item i
+        if len(items) != len(rows):
+            raise ValueError(f"{len(rows)} rows are not the world of n_per_combo={n_per_combo}, seed={seed} ({len(items)} items)")
+        pics = [render_image(items[i], canonical=True) for i in fit]
+    else:
+        pics = [Image.open(rows[i].images[0]).convert("RGB") for i in fit]
+    attrs = [{k: rows[i].meta[k] for k in ATTRIBUTES} for i in fit]
+    rng = np.random.default_rng([seed, 99])
+    for colour, shape in DEFAULT_HOLDOUT:
+        for size in ATTRIBUTES["size"]:
+            for _ in range(int(n_per_combo * 0.7)):
+                pics.append(render_image(make_item(colour, shape, size, int(rng.integers(2**31))), canonical=canonical))
+                attrs.append({"colour": colour, "shape": shape, "size": size})
+    return pics, attrs
+
+
+def write_bundle_world(bundle: str | Path, out: str | Path) -> Path:
+    """Regenerate the world a bundle was built from (same seed and size, from its ``report.json``)."""
+    from .world import write_world
+
+    report_path = Path(bundle) / "report.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(f"{report_path}: not a shapes bundle (no report.json)")
+    settings = json.loads(report_path.read_text())["build"]["settings"]
+    return write_world(out, n_per_combo=settings["n_per_combo"], seed=settings["seed"])
+
+
+def _example_rows(rows, n: int):
+    """A spread of examples: unseen pairs first, then different seen combinations."""
+    picked, seen_combos = [], set()
+    for want_seen in ("False", "True"):
+        for r in rows:
+            combo = (r.meta["colour"], r.meta["shape"], r.meta["size"])
+            if r.meta["seen"] == want_seen and combo not in seen_combos and len(picked) < n:
+                picked.append(r)
+                seen_combos.add(combo)
+    return picked
+
+
