@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,51 @@ def test_damaged_parts_fail_loudly_or_switch_off(bundle, tmp_path):
     (damaged / "bundle.json").unlink()
     with pytest.raises(IndexFormatError, match="checksum"):
         WavBriVLPipeline.from_pretrained(damaged, device="cpu")
+
+
+def test_an_embedded_sound_stands_in_for_its_audio(pipe, bundle):
+    """What the demo hands over once a visitor's recording is deleted: the same answers as the audio itself."""
+    from wavbrivl.pipeline import SoundEmbedding
+
+    wav = bundle["ckpt"] / pipe.card.examples[0].file
+    sound = SoundEmbedding(pipe.embed(wav))
+    assert [h.path for h in pipe.search(sound, 4).images] == [h.path for h in pipe.search(wav, 4).images]
+    assert pipe.classify(sound) == pipe.classify(wav)
+    same = [np.asarray(pipe.generate(s, seed=3, steps=2)) for s in (sound, wav)]
+    assert np.array_equal(*same)
+
+
+def test_the_gallery_map_is_a_deterministic_linear_projection(pipe, bundle, tiny_model):
+    from wavbrivl.embedding_map import EmbeddingMap
+
+    emap = pipe.gallery_map()
+    assert pipe.gallery_map() is emap  # computed once per pipeline
+    emb, records = pipe.index.embeddings("image")
+    assert emap.points.shape == (12, 2) and emap.labels == [r["caption"] or Path(r["path"]).stem for r in records]
+    assert np.allclose(emap.axes @ emap.axes.T, np.eye(2), atol=1e-6)  # orthonormal axes
+    assert np.allclose(emap.project(emb), emap.points, atol=1e-5)  # a new embedding is placed as the pictures were
+    assert 0 < emap.explained[1] <= emap.explained[0] < 1
+    again = EmbeddingMap.fit(emb, emap.labels)  # same gallery, same map: no seed, no mirrored axes
+    assert np.allclose(again.points, emap.points)
+    # A sound lands on it with its nearest pictures: the same ones the search returns first.
+    wav = bundle["ckpt"] / pipe.card.examples[0].file
+    xy, nearest = emap.place(pipe.embed(wav), 3)
+    assert xy.shape == (2,) and len(nearest) == 3
+    top = [h.meta["sha256"] for h in pipe.search(wav, 3).images]
+    assert [records[emap.rows[i]]["sha256"] for i in nearest] == top
+    with pytest.raises(ValueError, match="32-d embeddings cannot be placed on a map of 64-d"):
+        EmbeddingMap.fit(np.random.default_rng(0).standard_normal((5, 64)), list("abcde")).project(emb[0])
+
+
+def test_the_map_figure_keeps_nothing_global(pipe, bundle):
+    import matplotlib.pyplot as plt
+
+    from wavbrivl.plots import sound_map_figure
+
+    emap = pipe.gallery_map()
+    xy, nearest = emap.place(pipe.embed(bundle["ckpt"] / pipe.card.examples[0].file), 4)
+    before = plt.get_fignums()
+    fig = sound_map_figure(emap.points, xy, nearest, emap.labels)
+    assert plt.get_fignums() == before  # the object API: nothing for pyplot to hold on to between requests
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts and set(texts) <= {emap.labels[i] for i in nearest} and len(texts) == len(set(texts))

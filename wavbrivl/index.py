@@ -123,6 +123,13 @@ class GalleryIndex:
     def count(self, kind: str | None = None) -> int:
         return len(self.meta) if kind is None else len(self._by_kind.get(kind, []))
 
+    def embeddings(self, kind: str = "image") -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """The stored unit embeddings of one kind ``[N, D]`` and their metadata records, in index order."""
+        rows = self._by_kind.get(kind)
+        if rows is None:
+            raise ValueError(f"kind must be 'image' or 'text', not {kind!r}")
+        return np.asarray(self._emb_all[rows]), [self.meta[int(i)] for i in rows]
+
     def check_compatible(self, model: Any) -> None:
         """Refuse a model from another embedding space (the scores would be meaningless)."""
         if model.backbone_id != self.backbone_id or model.embed_dim != self.embed_dim:

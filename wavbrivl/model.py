@@ -165,7 +165,8 @@ class WavBriVL(nn.Module):
         try:
             state = load_file(str(weights))
         except Exception as exc:
-            raise ValueError(f"{weights}: cannot read weights ({exc})") from None
+            raise ValueError(f"{weights}: cannot read the weights, the file is damaged or incomplete ({exc}); "
+                             "copy or download the bundle again, or rebuild it") from None
         try:
             model.audio_encoder.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from PIL import Image
 
 from .audio import AudioInput
 from .bundle import BUNDLE_FILE, BundleCard
+from .embedding_map import EmbeddingMap
 from .generate import Generator, ProgressFn, backend_for, blend_embeddings
 from .index import GalleryIndex, SearchResult
 from .model import WavBriVL, resolve_checkpoint
@@ -44,6 +45,19 @@ StageFn = Callable[[str, float], None]
 
 class FeatureUnavailable(RuntimeError):
     """Search or generation was asked of a pipeline that has no index or generator; the message says why."""
+
+
+@dataclass(frozen=True)
+class SoundEmbedding:
+    """A sound this pipeline has already embedded (its ``[D]`` unit vector). Every method that takes a sound
+    takes one, so follow-up requests keep working after the audio itself is gone (the demo deletes visitors'
+    recordings as soon as they are embedded)."""
+
+    vector: torch.Tensor
+
+
+#: What the pipeline's methods take as a sound: any audio input, or a sound it has already embedded.
+Sound = Union[AudioInput, SoundEmbedding]
 
 
 @dataclass
@@ -84,6 +98,7 @@ class WavBriVLPipeline:
         self._audio_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._classifiers: OrderedDict[tuple, ZeroShotClassifier] = OrderedDict()
+        self._map: EmbeddingMap | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading and saving
@@ -183,9 +198,11 @@ class WavBriVLPipeline:
         return self.model.embed_dim
 
     # ------------------------------------------------------------------ embeddings
-    def embed(self, audio: AudioInput, *, sample_rate: int | None = None) -> torch.Tensor:
+    def embed(self, audio: Sound, *, sample_rate: int | None = None) -> torch.Tensor:
         """One input -> its unit embedding ``[D]``; the last few are cached, so a search, the labels and a
         generation from the same recording embed it once. Raises :class:`~wavbrivl.audio.AudioError`."""
+        if isinstance(audio, SoundEmbedding):
+            return audio.vector
         key = _audio_key(audio, sample_rate)
         with self._lock:
             if key is not None and key in self._audio_cache:
@@ -230,7 +247,7 @@ class WavBriVLPipeline:
         backbone = getattr(self.model, "backbone", None)
         return float(getattr(backbone, "logit_scale", 100.0))
 
-    def classify(self, audio: AudioInput, labels: Sequence[str] | None = None, templates: Sequence[str] | None = None,
+    def classify(self, audio: Sound, labels: Sequence[str] | None = None, templates: Sequence[str] | None = None,
                  *, sample_rate: int | None = None) -> dict[str, float]:
         """Zero-shot probabilities per label, most likely first."""
         classifier = self.zero_shot_classifier(labels, templates)
@@ -239,7 +256,7 @@ class WavBriVLPipeline:
         return {classifier.labels[i]: float(probs[i]) for i in order}
 
     # ------------------------------------------------------------------ search
-    def search(self, audio: AudioInput, k: int = 8, *, kinds: Sequence[str] = ("image", "text"), backend: str = "auto",
+    def search(self, audio: Sound, k: int = 8, *, kinds: Sequence[str] = ("image", "text"), backend: str = "auto",
                sample_rate: int | None = None) -> SearchHits:
         """The ``k`` nearest gallery pictures and captions to a sound (``backend``: see ``GalleryIndex.search``)."""
         if self.index is None:
@@ -249,8 +266,20 @@ class WavBriVLPipeline:
                 for kind in ("image", "text")}
         return SearchHits(hits["image"], hits["text"], len(self.index))
 
+    def gallery_map(self) -> EmbeddingMap:
+        """The gallery's pictures on a 2-D map (PCA of their embeddings, computed once; see
+        :mod:`wavbrivl.embedding_map`). Place a sound on it with ``gallery_map().project(pipe.embed(sound))``."""
+        if self.index is None or not self.index.count("image"):
+            raise FeatureUnavailable(self.problems.get("index") or "this bundle has no gallery pictures to map")
+        with self._lock:
+            if self._map is None:
+                emb, records = self.index.embeddings("image")
+                labels = [r.get("caption") or Path(r.get("path") or "").stem for r in records]
+                self._map = EmbeddingMap.fit(emb, labels)
+            return self._map
+
     # ------------------------------------------------------------------ generate
-    def condition(self, audio: AudioInput | None = None, prompt: str | None = None, mix: float = 0.0,
+    def condition(self, audio: Sound | None = None, prompt: str | None = None, mix: float = 0.0,
                   *, sample_rate: int | None = None) -> torch.Tensor:
         """The generator's condition ``[1, D]``: the sound's embedding, moved towards the prompt's by ``mix``.
 
@@ -271,7 +300,7 @@ class WavBriVLPipeline:
 
     def generate(
         self,
-        audio: AudioInput | None = None,
+        audio: Sound | None = None,
         *,
         prompt: str | None = None,
         mix: float = 0.0,

@@ -145,3 +145,34 @@ def generated_grid_png(examples: Sequence[tuple[str, "object"]], path: str | Pat
         draw.text((k * tile + 3, tile + 14), " ".join(words[2:]), fill="black")
     sheet.save(path)
     return Path(path)
+
+
+def sound_map_figure(points: np.ndarray, sound: np.ndarray, nearest: Sequence[int], labels: Sequence[str],
+                     size: tuple[float, float] = (5.6, 4.2)):
+    """The gallery map with a sound on it (a matplotlib ``Figure``): grey dots for the pictures, the nearest
+    ones ringed and labelled (each label once), a star for the sound. No words besides the pictures' own labels,
+    so the figure needs no translation; the page says what the marks mean.
+
+    Built with the object API, not pyplot: nothing is registered globally, so a server that draws one per
+    request keeps nothing once the figure is sent.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100)
+    ax = fig.add_subplot()
+    ax.scatter(points[:, 0], points[:, 1], s=9, c="#b8bcc6", linewidths=0, zorder=1)
+    near = points[list(nearest)] if len(nearest) else np.zeros((0, 2))
+    ax.scatter(near[:, 0], near[:, 1], s=46, facecolors="none", edgecolors="#4f46e5", linewidths=1.4, zorder=2)
+    shown: set[str] = set()
+    for i in nearest:
+        if labels[i] and labels[i] not in shown:
+            shown.add(labels[i])
+            ax.annotate(labels[i], points[i], xytext=(6, 6), textcoords="offset points", fontsize=8, color="#312e81",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8}, zorder=4)
+    ax.scatter([sound[0]], [sound[1]], marker="*", s=320, c="#ec4899", edgecolors="#111827", linewidths=0.8, zorder=5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("#e5e7eb")
+    fig.tight_layout()
+    return fig
