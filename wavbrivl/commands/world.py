@@ -7,8 +7,10 @@ import pkgutil
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from .. import worlds
-
+    try:
+        from .. import worlds
+    except ImportError:  # a copy without the world builders (a Space export): no `world` command
+        return
     p = subparsers.add_parser("world", help="build, regenerate or evaluate one of the project's own bundles")
     sub = p.add_subparsers(dest="world", metavar="WORLD", required=True)
     for info in sorted(pkgutil.iter_modules(worlds.__path__), key=lambda i: i.name):
