@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from wavbrivl.space import DEFAULT_BUNDLE_NAME
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BUNDLE = REPO_ROOT / "assets" / "starter"
+DEFAULT_BUNDLE = REPO_ROOT / "assets" / DEFAULT_BUNDLE_NAME
 DISABLED = {"none", "off", "false", "0", ""}
 
 
@@ -45,10 +47,15 @@ class DemoConfig:
         return cls(**{k: v for k, v in env.items() if v is not None})
 
     def resolved_checkpoint(self) -> str:
+        """The checkpoint given, else the default bundle, else the only bundle under ``assets/`` (a Space
+        exported with another bundle: ``wavbrivl space export --bundle NAME`` ships that one alone)."""
         if self.checkpoint:
             return self.checkpoint
         if (DEFAULT_BUNDLE / "config.json").is_file():
             return str(DEFAULT_BUNDLE)
+        bundles = sorted(p.parent for p in (REPO_ROOT / "assets").glob("*/config.json"))
+        if len(bundles) == 1:
+            return str(bundles[0])
         raise FileNotFoundError(
             f"no checkpoint given and the default bundle ({DEFAULT_BUNDLE.relative_to(REPO_ROOT)}) is not there: pass "
             "--checkpoint PATH_OR_HUB_ID (or set WAVBRIVL_CHECKPOINT)"

@@ -1,9 +1,11 @@
 """The demo's event handlers: Gradio values in, :class:`~wavbrivl.pipeline.WavBriVLPipeline` calls, Gradio values out.
 
 The UI (``demo/ui.py``) only wires components to these methods, so every handler can be called and tested as
-a plain function, and the same functions are the named API endpoints (search, classify, generate) that
-``gradio_client`` calls. No model logic lives here: zero-shot, search and how a prompt is mixed are the
-pipeline's, the same ones the command line and the evaluation use.
+a plain function, and the same functions are the named API endpoints and MCP tools (search, classify,
+generate; their docstrings are the tools' descriptions). No model logic lives here: zero-shot, search, the
+map and how a prompt is mixed are the pipeline's, the same ones the command line and the evaluation use.
+Handlers answer in the visitor's language (the request's ``Accept-Language``); a visitor's upload is deleted
+once embedded (:class:`~demo.uploads.VisitorSounds`).
 """
 from __future__ import annotations
 
@@ -16,30 +18,34 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+import pandas as pd
 
 from wavbrivl.audio import AudioError
-from wavbrivl.bundle import localize
 from wavbrivl.images import load_image
 from wavbrivl.pipeline import FeatureUnavailable
+from wavbrivl.plots import sound_map_figure
 
 from .config import DemoConfig, parse_labels
 from .loading import PipelineLoader
-from .messages import DemoError, from_audio_error, to_gradio
+from .messages import DemoError, from_audio_error, language, redact, text, to_gradio
+from .page import example_files
+from .uploads import VisitorSounds
 
 log = logging.getLogger(__name__)
 MAX_LABELS = 64
 
 
 def visitor_errors(fn: Callable) -> Callable:
-    """Problems a visitor can meet become readable ``gr.Error`` messages; the app keeps serving."""
+    """Problems a visitor can meet become readable ``gr.Error`` messages in their language; the app keeps serving."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        lang = next((language(a) for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), "en")
         try:
             return fn(*args, **kwargs)
         except AudioError as exc:
-            raise to_gradio(from_audio_error(exc)) from None
+            raise to_gradio(from_audio_error(exc), lang) from None
         except DemoError as exc:
-            raise to_gradio(exc) from None
+            raise to_gradio(exc, lang) from None
     return wrapper
 
 
@@ -54,80 +60,129 @@ def audio_value(audio: Any) -> Any:
 
 
 class DemoService(PipelineLoader):
-    """The loaded pipeline and the handlers the page and the API call."""
+    """The loaded pipeline and the handlers the page, the API and MCP clients call."""
 
     def __init__(self, config: DemoConfig | None = None) -> None:
         super().__init__(config or DemoConfig())
         self.served_roots: list[Path] = []  # set by allowed_paths(); empty = not launched through app.py
+        self.sounds = VisitorSounds(path for path, _ in example_files(self))
 
-    # ------------------------------------------------------------------ what the page starts with
     @property
     def labels(self) -> list[str]:
         return list(self.config.labels or self.card.labels)
 
-    def examples(self) -> list[tuple[str, str]]:
-        """``(path, title)`` of the bundle's example sounds, each saying whether its kind was heard in training."""
-        if self.root is None:
-            return []
-        return [(str(self.root / e.file), self.card.example_title(e) + ("" if e.heard else " (never heard in training)")
-                 + (f": {localize(e.note)}" if e.note else "")) for e in self.card.examples]
+    def _sound(self, pipeline: Any, audio: Any) -> Any:
+        return self.sounds.resolve(pipeline, audio_value(audio))
 
-    # ------------------------------------------------------------------ handlers
+    # ------------------------------------------------------------------ handlers (named endpoints, MCP tools)
     @visitor_errors
-    def search(self, audio: Any, k: float = 8, progress: gr.Progress = gr.Progress()) -> tuple[list, list, str]:
-        """Nearest gallery images (with captions and scores) and nearest captions for a sound."""
+    def search(self, audio: Any, k: float = 8, request: gr.Request = None,
+               progress: gr.Progress = gr.Progress()) -> tuple[list, pd.DataFrame, str]:
+        """Find the gallery pictures and captions whose meaning is closest to a sound (audio-to-image and audio-to-text retrieval).
+
+        Args:
+            audio: the sound to look up, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM, up to the app's length limit, 30 s by default).
+            k: how many pictures and how many captions to return (1 to 50).
+
+        Returns:
+            The nearest pictures, each captioned "cosine score · caption", best first.
+            A table of the nearest captions with their cosine scores, best first.
+            A one-line note: how many results, from how large an index, in how many milliseconds.
+        """
+        lang = language(request)
+        empty = pd.DataFrame(columns=[text("score", lang), text("caption", lang)])
         if audio is None:
-            return [], [], ""
-        pipeline = self.wait(progress)
+            return [], empty, ""
+        pipeline = self.wait(progress, lang)
+        sound = self._sound(pipeline, audio)
         if pipeline.index is None:
-            pipeline.embed(audio_value(audio))  # a bad sound is still reported as such
-            note = f"search is off: {pipeline.problems.get('index', 'this bundle has no gallery index')}"
+            pipeline.embed(sound)  # a bad sound is still reported as such
+            note = text("index_off", lang, reason=redact(pipeline.problems.get("index", "this bundle has no gallery index")))
             gr.Warning(note, duration=5)
-            return [], [], note
+            return [], empty, note
         t0 = time.perf_counter()
-        hits = pipeline.search(audio_value(audio), max(1, min(int(k), 50)))
+        hits = pipeline.search(sound, max(1, min(int(k), 50)))
         ms = (time.perf_counter() - t0) * 1000
         gallery = [(self._gallery_image(r.path), f"{r.score:.3f} · {r.caption or Path(r.path).stem}") for r in hits.images if r.path]
-        captions = [[round(r.score, 4), r.caption] for r in hits.captions]
-        note = f"{len(gallery)} images and {len(captions)} captions from an index of {hits.index_size} items ({ms:.0f} ms)"
+        captions = pd.DataFrame([[round(r.score, 4), r.caption] for r in hits.captions], columns=list(empty.columns))
+        note = text("search_note", lang, images=len(gallery), captions=len(captions), size=hits.index_size, ms=f"{ms:.0f}")
         return gallery, captions, note
 
     @visitor_errors
-    def classify(self, audio: Any, labels: str | list[str] | None = None, progress: gr.Progress = gr.Progress()) -> dict[str, float]:
-        """Zero-shot label probabilities: the bundle's prompt templates, softmax over the backbone's scaled cosines."""
+    def classify(self, audio: Any, labels: str | list[str] | None = None, request: gr.Request = None,
+                 progress: gr.Progress = gr.Progress()) -> dict[str, float]:
+        """Zero-shot classification of a sound: how likely each text label is, from the frozen text tower.
+
+        Args:
+            audio: the sound to classify, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM).
+            labels: candidate labels, one per line or comma-separated (at most 64); empty means the bundle's default labels.
+
+        Returns:
+            Each label with its probability (softmax over the backbone's scaled cosine similarities), most likely first.
+        """
+        lang = language(request)
         if audio is None:
             return {}
-        pipeline = self.wait(progress)
-        names = parse_labels(labels) if labels is not None else self.labels
+        pipeline = self.wait(progress, lang)
+        names = parse_labels(labels) if labels else self.labels
         if not names:
             raise DemoError("no_labels")
         if len(names) > MAX_LABELS:
-            gr.Warning(f"only the first {MAX_LABELS} labels are used", duration=5)
+            gr.Warning(text("labels_capped", lang, n=MAX_LABELS), duration=5)
             names = names[:MAX_LABELS]
-        return pipeline.classify(audio_value(audio), names)
+        return pipeline.classify(self._sound(pipeline, audio), names)
 
     @visitor_errors
     def generate(self, audio: Any, prompt: str = "", mix: float = 0.0, seed: float = 0, steps: float = 25,
-                 noise_level: float = 0, guidance: float = 0.0, progress: gr.Progress = gr.Progress()) -> Any:
-        """One image from the sound's embedding, optionally mixed with a text prompt's (``mix`` = the prompt's weight).
+                 noise_level: float = 0, guidance: float = 0.0, request: gr.Request = None,
+                 progress: gr.Progress = gr.Progress()) -> Any:
+        """Paint a picture from a sound: the bundle's generator, conditioned on the sound's embedding.
 
-        ``guidance`` 0 means the bundle's (else the generator's) default.
+        Args:
+            audio: the sound to paint, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM); may be empty when prompt is given and mix is 1.
+            prompt: optional text; it moves the condition towards the text's embedding by mix.
+            mix: the prompt's weight, 0 (the sound alone) to 1 (the prompt alone).
+            seed: random seed; the same sound, settings and seed give the same picture.
+            steps: denoising steps, 1 to 100 (more is slower and usually cleaner).
+            noise_level: Stable unCLIP's noise augmentation of the condition, 0 to 999 (ignored by other generators).
+            guidance: classifier-free guidance scale; 0 means the bundle's default.
+
+        Returns:
+            The generated picture.
         """
-        pipeline = self.wait(progress)
+        lang = language(request)
+        pipeline = self.wait(progress, lang)
         if pipeline.generator is None:
             raise DemoError("no_generator", reason=pipeline.problems.get("generator", "this bundle has no generator"))
         if audio is None and not ((prompt or "").strip() and mix > 0):
             raise DemoError("no_sound")
         steps = int(min(max(steps, 1), 100))
-        progress((0, steps), desc="generating", unit="steps")
+        desc = text("generating", lang)
+        progress((0, steps), desc=desc, unit="steps")
         try:
             return pipeline.generate(
-                audio_value(audio) if audio is not None else None, prompt=prompt, mix=float(mix), seed=int(seed),
+                self._sound(pipeline, audio) if audio is not None else None, prompt=prompt, mix=float(mix), seed=int(seed),
                 steps=steps, guidance=float(guidance) if guidance and guidance > 0 else None,
                 noise_level=int(min(max(noise_level, 0), 999)),
-                progress=lambda i, n: progress((i, n), desc="generating", unit="steps"))
+                progress=lambda i, n: progress((i, n), desc=desc, unit="steps"))
         except FeatureUnavailable as exc:
             raise DemoError("no_generator", reason=str(exc)) from None
+
+    # ------------------------------------------------------------------ private page events
+    @visitor_errors
+    def sound_map(self, audio: Any, k: float = 8, request: gr.Request = None) -> Any:
+        """The gallery map with the sound placed on it and its nearest pictures labelled (a matplotlib figure)."""
+        if audio is None or self.pipeline is None or self.pipeline.index is None:
+            return None
+        pipeline = self.pipeline
+        emap = pipeline.gallery_map()
+        xy, nearest = emap.place(pipeline.embed(self._sound(pipeline, audio)), max(1, min(int(k), 12)))
+        return sound_map_figure(emap.points, xy, nearest, emap.labels)
+
+    def pick_example(self, index: int) -> str | None:
+        """The example sound a visitor clicked (the page's example buttons), as the recorder's new value."""
+        files = example_files(self)
+        return files[index][0] if 0 <= index < len(files) else None
 
     # ------------------------------------------------------------------ files the server may send
     def allowed_paths(self) -> list[str]:
@@ -160,26 +215,6 @@ class DemoService(PipelineLoader):
         if not self.served_roots or any(Path(path).is_relative_to(root) for root in self.served_roots):
             return path
         return load_image(path)
-
-    # ------------------------------------------------------------------ the info panel
-    def describe(self) -> str:
-        """What is loaded (markdown): the bundle's name and description, the space, what is on and off."""
-        if not self.state.done.is_set():
-            return f"⏳ Loading: {self.state.stage}…"
-        if self.state.error or self.pipeline is None:
-            return f"❌ The model could not be loaded: {self.state.error}"
-        p = self.pipeline
-        index = (f"index of {p.index.count('image')} images and {p.index.count('text')} captions" if p.index is not None
-                 else f"search is off: {p.problems.get('index', 'no gallery index')}")
-        gen = ("image generator ready" if p.generator is not None
-               else f"image generation is off: {p.problems.get('generator', 'no generator')}")
-        lines = [f"**{p.name}** · embedding space `{p.backbone_id}` ({p.embed_dim}-d) · {index} · {gen}."]
-        description = localize(p.card.description)
-        lines.append(description or "An audio encoder trained into a frozen open_clip image–text space (WavBriVL): "
-                     "a sound is compared with pictures and words by one cosine similarity.")
-        if "card" in p.problems:
-            lines.append(f"⚠️ The bundle's card could not be read, defaults are used: {p.problems['card']}")
-        return "\n\n".join(lines)
 
 
 def on_gpu(fn: Callable, duration: int = 120) -> Callable:

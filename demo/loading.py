@@ -19,7 +19,7 @@ from wavbrivl.bundle import BundleCard
 from wavbrivl.pipeline import WavBriVLPipeline, load_card
 
 from .config import DemoConfig
-from .messages import DemoError
+from .messages import DemoError, stage
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +84,26 @@ class PipelineLoader:
             # Pay one-off costs (first torch call, the text tower, the label embeddings) before a person waits.
             pipeline.model.embed_audio((16000, (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)))
             pipeline.zero_shot_classifier(cfg.labels or None)
+            if pipeline.index is not None and pipeline.index.count("image") >= 3:
+                pipeline.gallery_map()  # computed once per bundle, before the first visitor's sound is placed on it
             self.pipeline, self.card, self.root = pipeline, pipeline.card, pipeline.model.root
             self._stage("ready", 1.0)
         except Exception as exc:  # noqa: BLE001 - shown on the page; the audio model is the one part we cannot lose
-            self.state.error = f"{type(exc).__name__}: {exc}"
-            self._stage(f"failed: {self.state.error}", 1.0)
+            self.state.error = str(exc) or type(exc).__name__
+            self._stage("failed", 1.0)
             log.error("demo: could not load the model: %s", self.state.error)
         finally:
             self.state.done.set()
 
-    def wait(self, progress: Any = None, timeout: float = 1800.0) -> WavBriVLPipeline:
+    def wait(self, progress: Any = None, lang: str = "en", timeout: float = 1800.0) -> WavBriVLPipeline:
         """Block until loaded, showing the loading stage in a progress bar; :class:`DemoError` if it failed."""
         self.start()
         deadline = time.monotonic() + timeout
         while not self.state.done.wait(0.2):
             if progress is not None:
-                progress(self.state.fraction, desc=self.state.stage)
+                progress(self.state.fraction, desc=stage(self.state.stage, lang))
             if time.monotonic() > deadline:
-                raise DemoError("still_loading", stage=self.state.stage)
+                raise DemoError("still_loading", stage=stage(self.state.stage, lang))
         if self.state.error or self.pipeline is None:
             raise DemoError("not_loaded", error=self.state.error)
         return self.pipeline

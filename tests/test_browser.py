@@ -1,23 +1,29 @@
 """The demo in a real browser: headless Chromium with a fake microphone playing a world sound.
 
 Uses the system Chromium (Debian: ``apt-get install -y chromium chromium-driver``), never a downloaded
-browser. Without it the tests are skipped with that instruction as the reason.
+browser. Without it the tests are skipped with that instruction as the reason. The browser's locale
+(``ja-JP``, ``en-US``) picks the page's language, as a visitor's browser does.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 import soundfile as sf
 
 from wavbrivl.worlds.shapes.world import render_sound
 
-from .demo_world import build_demo_world, launch_app
+from .demo_world import build_demo_world, launch_app, write_card
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run"]
+RESULTS = "document.querySelectorAll('#gallery img').length >= 8"
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not CHROMIUM.is_file(),
@@ -28,8 +34,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_model):
     world = build_demo_world(tmp_path_factory.mktemp("browser"), tiny_model)
-    demo, url = launch_app(world["ckpt"])
-    yield url, world
+    write_card(world["ckpt"], world["items"])
+    demo, url, service = launch_app(world["ckpt"])
+    yield url, world, service
     demo.close()
 
 
@@ -44,29 +51,42 @@ def launch(playwright, *extra: str):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*BASE_ARGS, *extra])
 
 
-def test_record_with_microphone_shows_results_and_generates(playwright, app_url, tmp_path):
-    url, world = app_url
+def failed_files(page) -> list[str]:
+    """Collects the URLs of files the page could not load (a deleted recording the player still wanted, say)."""
+    failures: list[str] = []
+    page.on("response", lambda r: failures.append(r.url) if "/gradio_api/file=" in r.url and r.status >= 400 else None)
+    return failures
+
+
+def test_record_with_microphone_shows_results_and_deletes_the_recording(playwright, app_url, tmp_path):
+    url, world, service = app_url
     mic = tmp_path / "mic.wav"  # what the fake microphone "hears", looped
     sf.write(mic, render_sound(world["items"][0], 48000, 3.0), 48000, subtype="PCM_16")
     browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-audio-capture={mic}")
     try:
-        page = browser.new_context(permissions=["microphone"], viewport={"width": 1400, "height": 1100}).new_page()
+        page = browser.new_context(permissions=["microphone"], viewport={"width": 1400, "height": 1100}, locale="en-US").new_page()
+        failures = failed_files(page)
+        handled_before = set(service.sounds.handled)
         page.goto(url)
         page.wait_for_selector("#audio-in button.record-button", timeout=60_000)
         page.click("#audio-in button.record-button")
         time.sleep(2.5)
         page.click("#audio-in button.stop-button")
         # Results appear on their own when the recording stops: no button press.
-        page.wait_for_function("document.querySelectorAll('#gallery img').length >= 8", timeout=60_000)
+        page.wait_for_function(RESULTS, timeout=60_000)
         page.wait_for_selector("#labels-out .output-class, #labels-out dl, #labels-out [data-testid='label-output-value']",
                                timeout=30_000)
+        page.wait_for_selector("#sound-map img", timeout=30_000)  # where the sound landed
         assert "from an index of 24 items" in page.inner_text("#search-note")
         assert "%" in page.inner_text("#labels-out")
-        captions = page.inner_text("#gallery")
-        assert "0." in captions  # scores are shown with the images
+        assert "0." in page.inner_text("#gallery")  # scores are shown with the images
+        # The recording was deleted from the server once analysed; labels, map and picture used its embedding.
+        recorded = [p for p in service.sounds.handled if p not in handled_before]
+        assert recorded and not any(os.path.exists(p) for p in recorded)
         page.click("#generate")
         page.wait_for_selector("#generated img", timeout=60_000)
+        assert failures == []  # nothing the page showed was deleted under it
         shot = tmp_path / "demo-recorded.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
@@ -76,24 +96,27 @@ def test_record_with_microphone_shows_results_and_generates(playwright, app_url,
 
 
 def test_example_click_shows_results(playwright, app_url):
-    url, world = app_url
-    first = world["items"][0]
+    url, world, _ = app_url
     browser = launch(playwright)
     try:
-        page = browser.new_page()
+        page = browser.new_context(locale="en-US").new_page()
+        failures = failed_files(page)
         page.goto(url)
-        # Without a card, an example is titled by its file name (underscores read as spaces).
-        page.get_by_text(f"0 {first.colour} {first.shape}", exact=True).first.click(timeout=60_000)
-        page.wait_for_function("document.querySelectorAll('#gallery img').length >= 8", timeout=60_000)
+        # Each example says what it is (the card's title) and whether its kind was heard in training.
+        first = world["items"][0]
+        page.get_by_text(f"✓ example 0: a {first.colour} {first.shape}", exact=True).click(timeout=60_000)
+        page.wait_for_function(RESULTS, timeout=60_000)
+        assert page.get_by_text("✗ example 1:", exact=False).count() == 1
+        assert failures == []
     finally:
         browser.close()
 
 
 def test_denied_microphone_points_to_help(playwright, app_url):
-    url, _ = app_url
+    url, _, _ = app_url
     browser = launch(playwright, "--use-fake-device-for-media-stream", "--deny-permission-prompts")
     try:
-        page = browser.new_page()  # no microphone permission granted
+        page = browser.new_context(locale="en-US").new_page()  # no microphone permission granted
         page.goto(url)
         page.wait_for_selector("#audio-in button.record-button", timeout=60_000)
         page.click("#audio-in button.record-button")
@@ -101,5 +124,82 @@ def test_denied_microphone_points_to_help(playwright, app_url):
         page.wait_for_selector("text=set *Microphone* to *Allow*".replace("*", ""), timeout=10_000)
         assert "localhost" in page.inner_text("#mic-help")
         assert page.locator("#gallery img").count() == 0
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize("locale, expected, unexpected", [
+    ("ja-JP", ["WavBriVL：モデルには何が聞こえる？", "小さなテストの世界", "あなたの音（30秒まで）", "録音は保存しません", "例の音",
+               "✗ 例 1：", "近い画像", "絵を生成する", "マイクが使えないときは", "準備ができました", "スコア", "あなたの音の位置"],
+     ["Your sound", "Generate picture", "Tiny test world", "Ready:"]),
+    ("en-US", ["WavBriVL: what does the model hear?", "Tiny test world", "Your sound (up to 30 s)", "Your recordings are not kept",
+               "Example sounds", "Nearest pictures", "Generate picture", "Microphone not working?", "Ready:", "score"],
+     ["あなたの音", "小さなテストの世界"]),
+])
+def test_the_page_speaks_the_browsers_language(playwright, app_url, tmp_path, locale, expected, unexpected):
+    """Labels, buttons, help, notes, the bundle's name and examples (gr.I18n), the status line, the results'
+    notes and error messages (handlers: the request's Accept-Language) all in the browser's language."""
+    url, world, _ = app_url
+    browser = launch(playwright)
+    try:
+        page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1100}).new_page()
+        page.goto(url)
+        page.wait_for_function("(document.querySelector('#model-info')?.innerText || '').includes('✅')", timeout=60_000)
+        # An error a handler raises (a silent upload) comes in the page's language.
+        quiet = tmp_path / "quiet.wav"
+        sf.write(quiet, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+        page.click("#audio-in button[aria-label='Upload file']")
+        page.locator("#audio-in input[type=file]").set_input_files(str(quiet))
+        toast = page.wait_for_selector(".toast-body", timeout=30_000)
+        assert ("無音です" if locale == "ja-JP" else "The sound is silent") in toast.inner_text()
+        page.click("#about")
+        page.locator("#examples button").nth(1).click()
+        page.wait_for_function(RESULTS, timeout=60_000)
+        body = page.inner_text("body")
+        assert all(s in body for s in expected), [s for s in expected if s not in body]
+        assert not any(s in body for s in unexpected), [s for s in unexpected if s in body]
+        assert ("件のインデックスから" if locale == "ja-JP" else "from an index of") in page.inner_text("#search-note")
+        assert ("小さなテストの世界の音です。" if locale == "ja-JP" else "Sounds of a tiny test world.") in page.inner_text("#about")
+    finally:
+        browser.close()
+
+
+def test_on_a_phone_the_recorder_and_the_examples_come_first(playwright, app_url):
+    url, _, _ = app_url
+    browser = launch(playwright)
+    try:
+        page = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844}, is_mobile=True,
+                                   has_touch=True).new_page()
+        page.goto(url)
+        page.wait_for_selector("#examples button", timeout=60_000)
+        recorder, examples = page.locator("#audio-in").bounding_box(), page.locator("#examples").bounding_box()
+        gallery, about = page.locator("#gallery").bounding_box(), page.locator("#about").bounding_box()
+        assert recorder["y"] + recorder["height"] < 844  # the whole recorder on the first screen
+        assert examples["y"] < 844 < gallery["y"]  # the examples start on it, the results come after
+        assert recorder["y"] < examples["y"] < gallery["y"] < about["y"]
+    finally:
+        browser.close()
+
+
+def test_no_server_path_in_what_the_page_serves(playwright, app_url):
+    """Neither the bundle's folder, nor the checkout, nor the temp folder appear in the page's configuration or
+    in any text it shows, after a search included."""
+    url, world, _ = app_url
+    secrets = {str(world["ckpt"]), str(world["root"]), str(Path(__file__).resolve().parent.parent),
+               tempfile.gettempdir().rstrip("/") + "/"}
+    config = httpx.get(url + "config", timeout=30).text
+    assert [s for s in secrets if s in config] == []
+    browser = launch(playwright)
+    try:
+        page = browser.new_context(locale="en-US").new_page()
+        page.goto(url)
+        assert [s for s in secrets if s in page.content()] == []
+        page.locator("#examples button").first.click()
+        page.wait_for_function(RESULTS, timeout=60_000)
+        page.click("#about")
+        page.click("#mic-help")
+        time.sleep(1)
+        body = page.inner_text("body")
+        assert [s for s in secrets if s in body] == []
     finally:
         browser.close()

@@ -45,7 +45,10 @@ def test_default_card_for_a_plain_checkpoint(tmp_path):
     (lambda d: d.pop("name"), "the field 'name' is missing"),
     (lambda d: d.update(format_version=9), "not a wavbrivl-bundle v1 card"),
     (lambda d: d.update(templates=["no slot"]), "'templates'"),
-    (lambda d: d["examples"][0].update(colour="red"), "colour"),
+    (lambda d: d["examples"][0].update(colour="red"), r"examples\[0\] has unknown field\(s\) 'colour'"),
+    (lambda d: d["examples"][0].pop("heard"), r"examples\[0\] lacks the field\(s\) 'heard'"),
+    (lambda d: d["parts"][0].pop("licence"), r"parts\[0\] lacks the field\(s\) 'licence'"),
+    (lambda d: d.update(generator=[]), "generator: expected a JSON object"),
     (lambda d: d["examples"][0].update(file="examples/missing.wav"), "examples/missing.wav"),
 ])
 def test_bad_cards_name_the_file_and_the_field(tmp_path, change, needle):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from demo.config import DemoConfig, parse_labels
 from demo.handlers import DemoService
+from demo.page import example_files, example_title, page_fields, space_line, status
 from wavbrivl.bundle import BundleCard, ExampleSound
 from wavbrivl.index import _write_shard
 from wavbrivl.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -54,15 +55,18 @@ def test_loads_defaults_from_checkpoint_folder(service, world, tiny_model):
     assert service.state.error is None
     assert service.pipeline.index is not None and len(service.pipeline.index) == 24
     assert service.pipeline.generator is not None
-    info = service.describe()
-    assert tiny_model.backbone_id in info and "12 images and 12 captions" in info and "generator ready" in info
+    info = status(service) + space_line(service)
+    assert tiny_model.backbone_id in info and "12 pictures and 12 captions" in info and "generation ready" in info
     # A checkpoint without a card is shown by its folder's name, never by a server path.
-    assert "**ckpt**" in info and str(world["ckpt"]) not in info and str(world["root"]) not in info
+    assert page_fields(service, "en")["bundle_name"] == "ckpt" and str(world["root"]) not in info
+    # ... and its examples by their file names, as not known to be heard (no card says so).
+    assert [example_title(service, e) for _, e in example_files(service)][0] == f"✓ 0 {world['items'][0].colour} {world['items'][0].shape}"
     assert service.labels == list(BundleCard.default("x").labels)
 
 
 def test_search_matches_brute_force(service, clip, tiny_model, world):
     gallery, captions, note = service.search(clip, 5)
+    captions = captions.values.tolist()
     assert len(gallery) == 5 and len(captions) == 5 and "index of 24 items" in note
     emb = tiny_model.embed_audio(clip)
     images = tiny_model.embed_image([Image.open(p) for p in sorted((world["root"] / "images").glob("*.png"))])
@@ -82,7 +86,8 @@ def test_same_sound_as_array_and_file_gives_same_results(service, clip, tmp_path
 
 
 def test_cleared_input_clears_results(service):
-    assert service.search(None, 5) == ([], [], "")
+    gallery, captions, note = service.search(None, 5)
+    assert (gallery, len(captions), note) == ([], 0, "")
     assert service.classify(None, "a, b") == {}
 
 
@@ -183,9 +188,10 @@ def test_index_from_another_space_disables_search_only(world, tmp_path, clip):
     _write_shard(other, header, np.eye(4, 512, dtype=np.float32), [{"kind": "text", "path": None, "caption": str(i), "sha256": str(i)} for i in range(4)])
     svc = DemoService(DemoConfig(checkpoint=str(world["ckpt"]), index=str(other), generator="none")).load()
     assert svc.pipeline.index is None and "ViT-B-32/openai" in svc.pipeline.problems["index"]
-    assert svc.search(clip, 5)[:2] == ([], [])
+    gallery, captions, _ = svc.search(clip, 5)
+    assert gallery == [] and len(captions) == 0
     assert abs(sum(svc.classify(clip, "a, b").values()) - 1) < 1e-5  # the rest keeps serving
-    assert "search is off" in svc.describe()
+    assert "search is off" in status(svc) and str(other) not in status(svc)
     with pytest.raises(gr.Error, match="generation is off"):
         svc.generate(clip, progress=Recorder())
 
@@ -196,12 +202,12 @@ def test_unclip_generator_is_not_loaded_on_cpu(world, tmp_path):
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableUnCLIPImg2ImgPipeline"}))
     svc = DemoService(DemoConfig(checkpoint=str(world["ckpt"]), generator=str(folder), device="cpu")).load()
     assert svc.pipeline.generator is None and "needs a GPU" in svc.pipeline.problems["generator"]
-    assert "image generation is off" in svc.describe()
+    assert "picture generation is off" in status(svc)
 
 
 def test_broken_checkpoint_is_reported_not_fatal(tmp_path, clip):
     svc = DemoService(DemoConfig(checkpoint=str(tmp_path / "nope"))).load()
-    assert "could not be loaded" in svc.describe()
+    assert "could not be loaded" in status(svc) and str(tmp_path) not in status(svc)
     with pytest.raises(gr.Error, match="could not be loaded"):
         svc.search(clip, 5)
 
@@ -209,7 +215,7 @@ def test_broken_checkpoint_is_reported_not_fatal(tmp_path, clip):
 # --------------------------------------------------------------------------------------------- live app
 @pytest.fixture(scope="module")
 def live_app(world):
-    demo, url = launch_app(world["ckpt"])
+    demo, url, _ = launch_app(world["ckpt"])
     yield url, world
     demo.close()
 
@@ -265,10 +271,12 @@ def test_bundle_card_drives_the_page(tmp_path, clip, world):
                                                         note="heard as a circle")]).save(ckpt)
     svc = DemoService(DemoConfig(checkpoint=str(ckpt), index="none", generator="none"))
     # The card is read before the models load: the page can show its labels and examples at once.
-    assert svc.labels == labels and svc.examples()[0] == (str(ckpt / "examples" / "hum.wav"), "a hum")
-    assert svc.examples()[1][1] == "a large blue square (never heard in training): heard as a circle"
-    info = svc.load().describe()
-    assert "**Test world**" in info and "Sounds of a test world." in info and str(ckpt) not in info
+    examples = example_files(svc)
+    assert svc.labels == labels and examples[0][0] == str(ckpt / "examples" / "hum.wav")
+    assert [example_title(svc, e) for _, e in examples] == ["✓ a hum", "✗ a large blue square: heard as a circle"]
+    assert page_fields(svc, "en")["bundle_name"] == "Test world" and page_fields(svc, "ja")["bundle_name"] == "テストの世界"
+    assert page_fields(svc, "ja")["bundle_description"] == "Sounds of a test world."  # English when the card has no Japanese
+    svc.load()
     assert list(svc.classify(clip)) == sorted(labels, key=svc.classify(clip).get, reverse=True) and len(svc.classify(clip)) == 3
     # The card's template ("{}") is the one zero-shot uses: scores are the labels' own text embeddings.
     model = svc.pipeline.model
@@ -282,7 +290,7 @@ def test_a_broken_card_is_reported_and_defaults_serve(tmp_path, clip):
     ckpt = WavBriVL.from_preset("tiny").save_pretrained(tmp_path / "bundle")
     (ckpt / "bundle.json").write_text('{"format": "wavbrivl-bundle", "format_version": 1}')
     svc = DemoService(DemoConfig(checkpoint=str(ckpt), index="none", generator="none")).load()
-    assert "bundle.json: the field 'name' is missing" in svc.describe()
+    assert "bundle.json: the field 'name' is missing" in status(svc) and str(tmp_path) not in status(svc)
     assert len(svc.classify(clip)) == len(BundleCard.default("x").labels)
 
 

@@ -12,7 +12,7 @@ language code to a string (``{"en": ..., "ja": ...}``); :func:`localize` picks o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
 
@@ -121,17 +121,14 @@ class BundleCard:
                               f"(format {data.get('format')!r}, version {data.get('format_version')!r})")
         if not data.get("name"):
             raise BundleError(f"{source}: the field 'name' is missing or empty")
-        try:
-            card = cls(
-                name=data["name"], description=data.get("description", ""),
-                labels=[str(x) for x in data.get("labels") or GENERIC_LABELS],
-                templates=[str(x) for x in data.get("templates") or DEFAULT_TEMPLATES],
-                examples=[ExampleSound(**e) for e in data.get("examples", [])],
-                parts=[BundlePart(**p) for p in data.get("parts", [])],
-                generator=GeneratorSettings(**data.get("generator", {})),
-            )
-        except TypeError as exc:  # an unknown or missing key inside an example, part or generator entry
-            raise BundleError(f"{source}: {exc}") from None
+        card = cls(
+            name=data["name"], description=data.get("description", ""),
+            labels=[str(x) for x in data.get("labels") or GENERIC_LABELS],
+            templates=[str(x) for x in data.get("templates") or DEFAULT_TEMPLATES],
+            examples=[_entry(ExampleSound, e, f"{source}: examples[{i}]") for i, e in enumerate(data.get("examples", []))],
+            parts=[_entry(BundlePart, p, f"{source}: parts[{i}]") for i, p in enumerate(data.get("parts", []))],
+            generator=_entry(GeneratorSettings, data.get("generator", {}), f"{source}: generator"),
+        )
         try:
             check_templates(card.templates)
         except ValueError as exc:
@@ -157,3 +154,17 @@ class BundleCard:
 
     def example_title(self, example: ExampleSound, language: str = "en") -> str:
         return localize(example.title, language, fallback=example.label)
+
+
+def _entry(cls: type, data: Any, where: str) -> Any:
+    """One entry of the card as ``cls``; a missing or unknown field is named, with where it is."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected a JSON object, not {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+    unknown = sorted(set(data) - names)
+    if missing:
+        raise BundleError(f"{where} lacks the field(s) {', '.join(repr(m) for m in missing)}")
+    if unknown:
+        raise BundleError(f"{where} has unknown field(s) {', '.join(repr(u) for u in unknown)}")
+    return cls(**data)
