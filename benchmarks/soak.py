@@ -135,8 +135,9 @@ def percentiles(times: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1)}
 
 
-def run_load(url: str, jobs: list[tuple[str, Path]], clients: int, on_done) -> tuple[dict, dict]:
-    """Send the jobs from ``clients`` threads (one gradio_client each); per-endpoint times and error counts."""
+def run_load(url: str, jobs: list[tuple[str, Path]], clients: int, on_done, session_every: int = 0) -> tuple[dict, dict]:
+    """Send the jobs from ``clients`` threads (one gradio_client each); per-endpoint times and error counts.
+    ``session_every``: a client starts a new session (as a new visitor would) every that many requests."""
     from gradio_client import Client, handle_file
 
     queue = list(reversed(jobs))
@@ -147,11 +148,15 @@ def run_load(url: str, jobs: list[tuple[str, Path]], clients: int, on_done) -> t
     def worker(seed: int) -> None:
         client = Client(url, verbose=False)
         rng = random.Random(seed)
+        sent = 0
         while True:
             with lock:
                 if not queue:
                     return
                 kind, path = queue.pop()
+            sent += 1
+            if session_every and sent % session_every == 0:
+                client.reset_session()
             t = time.perf_counter()
             try:
                 if kind == "search":
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of the requests before the RSS baseline")
     p.add_argument("--settle", type=float, default=0.0, help="seconds to wait after the run before measuring the cache again")
+    p.add_argument("--session-every", type=int, default=0, metavar="K",
+                   help="each client starts a new session every K requests, as new visitors do (default: one session each)")
     p.add_argument("--quick", action="store_true", help="80 searches and 4 generations")
     p.add_argument("--app-args", default="--preload", help="extra arguments for app.py")
     p.add_argument("--json", type=Path, help="also write the report here")
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{warm['done']}/{n} requests, RSS {rss_mb(server.proc.pid):.0f} MB", flush=True)
 
             t0 = time.perf_counter()
-            times, errors = run_load(server.url, jobs, args.clients, on_done)
+            times, errors = run_load(server.url, jobs, args.clients, on_done, args.session_every)
             wall = time.perf_counter() - t0
             time.sleep(1.0)
             rss_end = rss_mb(server.proc.pid)
@@ -236,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rss_warm = warm["rss"] if warm["rss"] is not None else rss_start
     report = {
-        "app_dir": str(args.app_dir), "clients": args.clients, "searches": args.searches, "generations": args.generations,
+        "app_dir": str(args.app_dir), "clients": args.clients, "session_every": args.session_every, "searches": args.searches, "generations": args.generations,
         "server_ready_s": round(ready_s, 1), "wall_s": round(wall, 1),
         "errors": sum(errors.values()), "error_kinds": errors,
         "latency": {kind: percentiles(t) for kind, t in times.items()},

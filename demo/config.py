@@ -62,8 +62,13 @@ class DemoConfig:
         )
 
     def resolved_device(self) -> str:
+        """The device given, else CUDA when there is one, except on ZeroGPU hardware: there CUDA may only run
+        inside ``@spaces.GPU`` calls, and search and labels (milliseconds on a CPU) are not worth a GPU slot per
+        visitor, so the models stay on the CPU unless ``--device`` / ``WAVBRIVL_DEVICE`` says otherwise."""
         if self.device:
             return self.device
+        if os.environ.get("SPACES_ZERO_GPU", "").lower() == "true":
+            return "cpu"
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def part(self, name: str) -> str | None:

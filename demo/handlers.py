@@ -172,8 +172,8 @@ class DemoService(PipelineLoader):
     @visitor_errors
     def sound_map(self, audio: Any, k: float = 8, request: gr.Request = None) -> Any:
         """The gallery map with the sound placed on it and its nearest pictures labelled (a matplotlib figure)."""
-        if audio is None or self.pipeline is None or self.pipeline.index is None:
-            return None
+        if audio is None or self.pipeline is None or self.pipeline.index is None or self.pipeline.index.count("image") < 3:
+            return None  # nothing to place it among (the search says why)
         pipeline = self.pipeline
         emap = pipeline.gallery_map()
         xy, nearest = emap.place(pipeline.embed(self._sound(pipeline, audio)), max(1, min(int(k), 12)))

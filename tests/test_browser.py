@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import httpx
 import numpy as np
@@ -51,6 +53,16 @@ def launch(playwright, *extra: str):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*BASE_ARGS, *extra])
 
 
+@contextmanager
+def open_page(playwright, *flags: str, **context: Any) -> Iterator[Any]:
+    """A page in a fresh browser started with ``flags``, in a context with ``context`` (locale, viewport ...)."""
+    browser = launch(playwright, *flags)
+    try:
+        yield browser.new_context(**context).new_page()
+    finally:
+        browser.close()
+
+
 def failed_files(page) -> list[str]:
     """Collects the URLs of files the page could not load (a deleted recording the player still wanted, say)."""
     failures: list[str] = []
@@ -62,10 +74,9 @@ def test_record_with_microphone_shows_results_and_deletes_the_recording(playwrig
     url, world, service = app_url
     mic = tmp_path / "mic.wav"  # what the fake microphone "hears", looped
     sf.write(mic, render_sound(world["items"][0], 48000, 3.0), 48000, subtype="PCM_16")
-    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--use-file-for-fake-audio-capture={mic}")
-    try:
-        page = browser.new_context(permissions=["microphone"], viewport={"width": 1400, "height": 1100}, locale="en-US").new_page()
+    with open_page(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                   f"--use-file-for-fake-audio-capture={mic}", permissions=["microphone"],
+                   viewport={"width": 1400, "height": 1100}, locale="en-US") as page:
         failures = failed_files(page)
         handled_before = set(service.sounds.handled)
         page.goto(url)
@@ -91,15 +102,11 @@ def test_record_with_microphone_shows_results_and_deletes_the_recording(playwrig
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")
-    finally:
-        browser.close()
 
 
 def test_example_click_shows_results(playwright, app_url):
     url, world, _ = app_url
-    browser = launch(playwright)
-    try:
-        page = browser.new_context(locale="en-US").new_page()
+    with open_page(playwright, locale="en-US") as page:
         failures = failed_files(page)
         page.goto(url)
         # Each example says what it is (the card's title) and whether its kind was heard in training.
@@ -108,15 +115,12 @@ def test_example_click_shows_results(playwright, app_url):
         page.wait_for_function(RESULTS, timeout=60_000)
         assert page.get_by_text("✗ example 1:", exact=False).count() == 1
         assert failures == []
-    finally:
-        browser.close()
 
 
 def test_denied_microphone_points_to_help(playwright, app_url):
     url, _, _ = app_url
-    browser = launch(playwright, "--use-fake-device-for-media-stream", "--deny-permission-prompts")
-    try:
-        page = browser.new_context(locale="en-US").new_page()  # no microphone permission granted
+    # No microphone permission granted.
+    with open_page(playwright, "--use-fake-device-for-media-stream", "--deny-permission-prompts", locale="en-US") as page:
         page.goto(url)
         page.wait_for_selector("#audio-in button.record-button", timeout=60_000)
         page.click("#audio-in button.record-button")
@@ -124,8 +128,6 @@ def test_denied_microphone_points_to_help(playwright, app_url):
         page.wait_for_selector("text=set *Microphone* to *Allow*".replace("*", ""), timeout=10_000)
         assert "localhost" in page.inner_text("#mic-help")
         assert page.locator("#gallery img").count() == 0
-    finally:
-        browser.close()
 
 
 @pytest.mark.parametrize("locale, expected, unexpected", [
@@ -140,9 +142,7 @@ def test_the_page_speaks_the_browsers_language(playwright, app_url, tmp_path, lo
     """Labels, buttons, help, notes, the bundle's name and examples (gr.I18n), the status line, the results'
     notes and error messages (handlers: the request's Accept-Language) all in the browser's language."""
     url, world, _ = app_url
-    browser = launch(playwright)
-    try:
-        page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1100}).new_page()
+    with open_page(playwright, locale=locale, viewport={"width": 1400, "height": 1100}) as page:
         page.goto(url)
         page.wait_for_function("(document.querySelector('#model-info')?.innerText || '').includes('✅')", timeout=60_000)
         # An error a handler raises (a silent upload) comes in the page's language.
@@ -160,16 +160,11 @@ def test_the_page_speaks_the_browsers_language(playwright, app_url, tmp_path, lo
         assert not any(s in body for s in unexpected), [s for s in unexpected if s in body]
         assert ("件のインデックスから" if locale == "ja-JP" else "from an index of") in page.inner_text("#search-note")
         assert ("小さなテストの世界の音です。" if locale == "ja-JP" else "Sounds of a tiny test world.") in page.inner_text("#about")
-    finally:
-        browser.close()
 
 
 def test_on_a_phone_the_recorder_and_the_examples_come_first(playwright, app_url):
     url, _, _ = app_url
-    browser = launch(playwright)
-    try:
-        page = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844}, is_mobile=True,
-                                   has_touch=True).new_page()
+    with open_page(playwright, locale="en-US", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True) as page:
         page.goto(url)
         page.wait_for_selector("#examples button", timeout=60_000)
         recorder, examples = page.locator("#audio-in").bounding_box(), page.locator("#examples").bounding_box()
@@ -177,8 +172,6 @@ def test_on_a_phone_the_recorder_and_the_examples_come_first(playwright, app_url
         assert recorder["y"] + recorder["height"] < 844  # the whole recorder on the first screen
         assert examples["y"] < 844 < gallery["y"]  # the examples start on it, the results come after
         assert recorder["y"] < examples["y"] < gallery["y"] < about["y"]
-    finally:
-        browser.close()
 
 
 def test_no_server_path_in_what_the_page_serves(playwright, app_url):
@@ -189,9 +182,7 @@ def test_no_server_path_in_what_the_page_serves(playwright, app_url):
                tempfile.gettempdir().rstrip("/") + "/"}
     config = httpx.get(url + "config", timeout=30).text
     assert [s for s in secrets if s in config] == []
-    browser = launch(playwright)
-    try:
-        page = browser.new_context(locale="en-US").new_page()
+    with open_page(playwright, locale="en-US") as page:
         page.goto(url)
         assert [s for s in secrets if s in page.content()] == []
         page.locator("#examples button").first.click()
@@ -201,5 +192,3 @@ def test_no_server_path_in_what_the_page_serves(playwright, app_url):
         time.sleep(1)
         body = page.inner_text("body")
         assert [s for s in secrets if s in body] == []
-    finally:
-        browser.close()

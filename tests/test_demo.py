@@ -333,3 +333,9 @@ def test_config_from_flags_and_environment(monkeypatch, world):
     kw = app.launch_kwargs(args, svc)
     assert kw["auth"] == ("ann", "secret") and kw["server_port"] == 7999 and kw["server_name"] == "127.0.0.1"
     assert kw["max_file_size"] == "20mb"
+
+
+def test_on_zerogpu_the_models_stay_on_the_cpu_unless_told(monkeypatch):
+    """ZeroGPU allows CUDA only inside @spaces.GPU calls; search and labels run outside them."""
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert DemoConfig().resolved_device() == "cpu" and DemoConfig(device="cuda").resolved_device() == "cuda"
