@@ -91,7 +91,7 @@ class VisitorSounds:
             if key in self._known:
                 self._known.move_to_end(key)
         if isinstance(known, AudioError):
-            raise known
+            raise known.with_traceback(None)  # the remembered error, without piling up earlier tracebacks
         return known
 
     def _embed_and_delete(self, pipeline: WavBriVLPipeline, key: str) -> SoundEmbedding | AudioError:
@@ -101,16 +101,19 @@ class VisitorSounds:
             raise DemoError("expired")
         known: SoundEmbedding | AudioError
         try:
-            known = SoundEmbedding(pipeline.embed(key))
-        except AudioError as exc:
-            known = exc
+            try:
+                known = SoundEmbedding(pipeline.embed(key))
+            except AudioError as exc:
+                known = exc
+            finally:
+                self.delete(Path(key))
+            with self._lock:
+                self._known[key] = known
+                while len(self._known) > self.size:
+                    self._known.popitem(last=False)
         finally:
-            self.delete(Path(key))
-        with self._lock:
-            self._known[key] = known
-            while len(self._known) > self.size:
-                self._known.popitem(last=False)
-            self._busy.pop(key, None)
+            with self._lock:
+                self._busy.pop(key, None)
         return known
 
     def delete(self, path: Path) -> None:

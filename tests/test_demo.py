@@ -339,3 +339,18 @@ def test_on_zerogpu_the_models_stay_on_the_cpu_unless_told(monkeypatch):
     """ZeroGPU allows CUDA only inside @spaces.GPU calls; search and labels run outside them."""
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert DemoConfig().resolved_device() == "cpu" and DemoConfig(device="cuda").resolved_device() == "cuda"
+
+
+def test_a_space_exported_with_another_bundle_serves_that_one(monkeypatch, tmp_path):
+    """`wavbrivl space export --bundle NAME` ships NAME alone: without the default bundle, the only one is served."""
+    import demo.config as config
+
+    (tmp_path / "assets" / "other").mkdir(parents=True)
+    (tmp_path / "assets" / "other" / "config.json").write_text("{}")
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(config, "DEFAULT_BUNDLE", tmp_path / "assets" / "starter-not-shipped")
+    assert DemoConfig().resolved_checkpoint() == str(tmp_path / "assets" / "other")
+    (tmp_path / "assets" / "third").mkdir()
+    (tmp_path / "assets" / "third" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="--checkpoint"):
+        DemoConfig().resolved_checkpoint()

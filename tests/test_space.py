@@ -146,3 +146,18 @@ def test_the_exported_space_boots_on_its_own_and_answers_search(space, tmp_path)
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+@pytest.mark.slow
+def test_the_soak_benchmark_runs(tmp_path):
+    """``benchmarks/soak.py --quick`` end to end (a smoke run: its figures are not checked, only that it works
+    and that the app answered everything)."""
+    import json
+
+    report = tmp_path / "soak.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "soak.py"), "--quick", "--clients", "4",
+                           "--json", str(report)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert data["errors"] == 0 and data["latency"]["search"]["n"] == 80 and data["latency"]["generate"]["n"] == 4
+    assert {"start", "after_warmup", "end", "growth_after_warmup"} <= set(data["rss_mb"])
