@@ -132,17 +132,23 @@ class WorldWriter:
                 "licence": entry["licence"], "path": entry["path"]}
         return dict(meta, attribution=entry.get("attribution", ""))
 
+    def _decode(self, entry: dict[str, Any], what: str) -> np.ndarray | None:
+        """The entry's clip decoded by the one rule (:func:`decode_clip`), or None after recording why not."""
+        path = self._file(entry)
+        if path is None:
+            return None
+        try:
+            return decode_clip(path)
+        except AudioError as exc:
+            self._skip(entry, f"{what}{exc.reason}: {exc.detail}")
+            return None
+
     def add_recordings(self, concept: dict[str, Any]) -> None:
         keys: dict[str, np.ndarray] = {}
         key_entry = None
         for entry in concept["audio"]:
-            path = self._file(entry)
-            if path is None:
-                continue
-            try:
-                wave = decode_clip(path)
-            except AudioError as exc:
-                self._skip(entry, f"{exc.reason}: {exc.detail}")
+            wave = self._decode(entry, "")
+            if wave is None:
                 continue
             if (concept["name"], entry["package"]) == TYPING:
                 keys[entry["path"]], key_entry = wave, entry
@@ -194,13 +200,8 @@ class WorldWriter:
             if entry.get("md5") in known_md5:
                 self._skip(entry, "corpus: same file as a concept recording (md5)")
                 continue
-            path = self._file(entry)
-            if path is None:
-                continue
-            try:
-                wave = decode_clip(path)
-            except AudioError as exc:
-                self._skip(entry, f"corpus: {exc.reason}: {exc.detail}")
+            wave = self._decode(entry, "corpus: ")
+            if wave is None:
                 continue
             frames, signature = fingerprint(wave)
             twin = self._twin(frames, signature, signatures)

@@ -11,9 +11,9 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ...images import ImageError
+from ...images import ImageError, load_image
 
 SIZE = 128
 MARGIN = 0.06  # of the square's side, on each side
@@ -23,26 +23,17 @@ INK_THRESHOLD = 10  # a pixel this far from white (0-255, any channel) belongs t
 
 def rasterise(path: Path) -> Image.Image:
     """Decode a picture file to RGBA (SVG through cairosvg). Raises :class:`ImageError` naming the file."""
-    if path.suffix.lower() in (".svg", ".svgz"):
-        try:
-            import cairosvg
-        except (ImportError, OSError) as exc:  # OSError: cairocffi cannot find the system's libcairo
-            raise ImageError(f"{path}: SVG pictures need cairosvg and libcairo ({exc}); pip install 'wavbrivl[world]'") from None
-        try:
-            png = cairosvg.svg2png(url=str(path), output_width=SVG_WIDTH)
-        except Exception as exc:  # noqa: BLE001 - cairosvg raises many types for bad SVGs; each means "cannot render"
-            raise ImageError(f"{path}: cannot render the SVG ({type(exc).__name__}: {exc})") from None
-        source: Path | io.BytesIO = io.BytesIO(png)
-    else:
-        source = path
+    if path.suffix.lower() not in (".svg", ".svgz"):
+        return load_image(path, mode="RGBA")
     try:
-        with Image.open(source) as img:
-            img.load()
-            return img.convert("RGBA")
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode as an image ({exc})") from None
+        import cairosvg
+    except (ImportError, OSError) as exc:  # OSError: cairocffi cannot find the system's libcairo
+        raise ImageError(f"{path}: SVG pictures need cairosvg and libcairo ({exc}); pip install 'wavbrivl[world]'") from None
+    try:
+        png = cairosvg.svg2png(url=str(path), output_width=SVG_WIDTH)
+    except Exception as exc:  # noqa: BLE001 - cairosvg raises many types for bad SVGs; each means "cannot render"
+        raise ImageError(f"{path}: cannot render the SVG ({type(exc).__name__}: {exc})") from None
+    return load_image(Image.open(io.BytesIO(png)), mode="RGBA")
 
 
 def frame(img: Image.Image, size: int = SIZE) -> Image.Image:
