@@ -175,9 +175,10 @@ def fetch_package(spec: PackageSpec, root: Path, fetcher: Fetcher) -> PackageRes
     result.version = deb_field(deb, "Version")
     if result.version != spec.version:
         result.notes.append(f"version {result.version} differs from the catalogued {spec.version}; files may differ")
-    intermediates = sorted(set(spec.files) - set(spec.all_paths())) + sorted(spec.members)
+    wanted = set(spec.all_paths())
+    intermediates = sorted(spec.files - wanted) + sorted(spec.members)  # containers, SoundFonts, fonts
     not_found = set(extract_paths(deb, dest, sorted(spec.files | set(spec.members))))
-    missing = sorted(p for p in spec.files if p in not_found and p in spec.all_paths())
+    missing = sorted(p for p in spec.files if p in not_found and p in wanted)
     for container, members in sorted(spec.members.items()):
         if container in not_found:
             missing += [f"{container}!{m}" for m in sorted(members)]
