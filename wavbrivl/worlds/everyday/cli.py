@@ -57,7 +57,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - start
     failed = [r for r in results if r.error]
     required = {(f["package"], f["path"]) for c in catalogue["concepts"] for f in c["audio"] + c["pictures"]}
+    failed_packages = {r.package for r in failed}
     lost = sorted((r.package, p) for r in results for p in r.missing + r.damaged if (r.package, p) in required)
+    lost += sorted(f for f in required if f[0] in failed_packages)
     print(f"\nfetch: {len(results)} packages in {elapsed:.0f} s: {len(results) - len(failed)} ok, {len(failed)} failed; "
           f"{len(lost)} catalogue files missing or damaged")
     for r in failed:

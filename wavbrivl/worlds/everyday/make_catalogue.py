@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         path = re.sub(r"(\.(zip|pk3|wz|rcc|cat))/", r"\1!", e["path"], count=1)
         if path.endswith(".wav") and ".cat!" in path:
-            path = path.rsplit("!", 1)[0] + "!#" + path.rsplit("/", 1)[-1][:-4]
+            path = path.rsplit("!", 1)[0] + "!#" + str(int(path.rsplit("!", 1)[1][:-4]))
         licence, holders = corpus_licence(e["package"], path, a.copyright, openttd_index)
         corpus.append({"package": e["package"], "version": research_packages[e["package"]]["version"], "path": path,
                        "licence": licence, "seconds": round(e["seconds"], 2), "md5": e["md5"][:MD5_CHARS], "_copyright": holders})
