@@ -25,7 +25,7 @@ def _allow_numpy_metadata() -> None:
     import numpy
 
     torch.serialization.add_safe_globals([
-        (numpy._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+        (numpy._core.multiarray.scalar, "numpy.core.multiarray.scalar"), numpy._core.multiarray.scalar,
         numpy.dtype, numpy.dtypes.Int64DType, numpy.dtypes.Float64DType,
     ])
 

@@ -1,4 +1,5 @@
-"""``wavbrivl world everyday fetch|prepare``: get the everyday world's files from Debian and build its world folder."""
+"""``wavbrivl world everyday fetch|prepare|build|eval``: get the everyday world's files from Debian, build its world
+folder, train the bundle, and evaluate it."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("prepare", help="build CACHE/world from the extracted files")
     _common(r)
     r.set_defaults(func=run_prepare)
+    b = sub.add_parser("build", help="train the bundle (backbone, audio encoder, generator) from CACHE/world, evaluate it")
+    b.add_argument("--cache", required=True, help="the cache `fetch` filled (world/ and wheels/)")
+    b.add_argument("--out", default="assets/everyday")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--reduced", action="store_true", help="a CI-sized build (a few steps of everything)")
+    b.set_defaults(func=run_build)
+    e = sub.add_parser("eval", help="re-run a bundle's evaluation on the world's held-out recordings")
+    e.add_argument("--cache", required=True)
+    e.add_argument("--bundle", default="assets/everyday")
+    e.add_argument("--out", required=True, help="report folder")
+    e.set_defaults(func=run_eval)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -92,4 +104,34 @@ def prepare(args: argparse.Namespace, cache: Path, catalogue: dict[str, Any], co
     summary = prepare_world(cache, catalogue, corpus, packages, corpus_hours=args.corpus_hours)
     print(json.dumps(summary, indent=1))
     print(f"prepared {cache / 'world'} in {time.monotonic() - start:.0f} s (details: {cache / 'world' / 'DATA.md'})")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from .build import EverydaySettings, build_everyday
+
+    settings = EverydaySettings.reduced() if args.reduced else EverydaySettings()
+    settings.seed = args.seed
+    cache = Path(args.cache)
+    report = build_everyday(cache / "world", args.out, cache=cache, settings=settings)
+    from .report import report_lines
+
+    print("\n".join(report_lines(report)))
+    print(f"built {args.out} in {report['build']['timings']['total_s']:.0f} s")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_bundle
+    from .report import report_lines, write_report
+    from .world import EverydayWorld
+
+    bundle = Path(args.bundle)
+    built = json.loads((bundle / "report.json").read_text())["build"]["settings"]
+    report = evaluate_bundle(bundle, EverydayWorld.load(Path(args.cache) / "world"), seed=built["seed"],
+                             judge_steps=built["judge_steps"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(report, out)
+    print("\n".join(report_lines(report)))
     return 0
