@@ -189,8 +189,32 @@ def create_open_clip(model_cfg: dict[str, Any], requirement: str = "", **kwargs:
     folder.mkdir(exist_ok=True)
     (folder / f"{name}.json").write_text(text)
     open_clip.add_model_config(folder / f"{name}.json")
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, **kwargs)
+    with _quiet_partial_load():
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, **kwargs)
     return model, preprocess, open_clip.get_tokenizer(name)
+
+
+class _quiet_partial_load:
+    """Silence the two notices every pretrained-text build prints: transformers' load report (the package's
+    unused BERT pooler) and open_clip's "initialized partially" (the image tower's weights come next)."""
+
+    def __enter__(self) -> None:
+        import transformers
+
+        self._verbosity = transformers.logging.get_verbosity()
+        self._bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        self._filter = lambda record: "initialized partially" not in record.getMessage()
+        logging.getLogger().addFilter(self._filter)
+
+    def __exit__(self, *exc: Any) -> None:
+        import transformers
+
+        transformers.logging.set_verbosity(self._verbosity)
+        if self._bars:
+            transformers.utils.logging.enable_progress_bar()
+        logging.getLogger().removeFilter(self._filter)
 
 
 def load_open_clip_folder(folder: Path) -> tuple[nn.Module, Any, Any]:

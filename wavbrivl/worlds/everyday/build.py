@@ -139,6 +139,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     backbone = BackboneConfig(f"local-dir:{backbone_dir}", None, id=f"wavbrivl-everyday-minilm/{weights_digest(backbone_dir)}")
     embed_dim = int(cfg["embed_dim"])
     timings["backbone_s"] = time.perf_counter() - t0
+    log.info("image tower trained on %d drawings in %.0f s", len(fit), timings["backbone_s"])
 
     # 2. The audio encoder: distil aisfx into the student on what it may hear, then train its head.
     t = time.perf_counter()
@@ -152,6 +153,8 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     del waves
     init_dir = student.save_pretrained(work / "student")
     timings["distill_s"] = time.perf_counter() - t
+    log.info("aisfx distilled into the student (%d crops, held-out R² %.2f) in %.0f s", distilled.crops, distilled.holdout_r2,
+             timings["distill_s"])
     t = time.perf_counter()
     result = train(TrainConfig(
         manifest=str(world.root / "manifest.csv"), out=str(work / "audio_run"), init=str(init_dir), train_head_only=True,
@@ -161,6 +164,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
         mix_db=[-20.0, -8.0], cache_dir=str(work / "cache")))
     model = WavBriVL.from_pretrained(result.best_dir)
     timings["audio_head_s"] = time.perf_counter() - t
+    log.info("audio head trained in %.0f s (validation %s)", timings["audio_head_s"], result.best_metrics)
 
     # 3. The generator, on the drawings framed as the gallery shows them, conditioned on their embeddings.
     t = time.perf_counter()
@@ -168,6 +172,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     fit_images = [_pil(x) for x in fit_pixels]
     pipe, gen_losses = train_embedding_to_image(fit_images, model.embed_image(fit_images), s.generator)
     timings["generator_s"] = time.perf_counter() - t
+    log.info("generator trained in %.0f s", timings["generator_s"])
 
     # 4. Assemble in a staging folder, evaluate, then swap it in.
     t = time.perf_counter()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ... import optim
 from ...zeroshot import ZeroShotClassifier
 from .backbone import augment_pictures
 
@@ -60,10 +61,7 @@ def train_judge(pictures: torch.Tensor, labels: Sequence[int], n_classes: int, *
     for _ in tqdm(range(steps), desc="training the drawing judge", disable=not progress):
         idx = torch.randint(0, len(x_all), (min(batch_size, len(x_all)),), generator=g)
         loss = F.cross_entropy(judge(augment_pictures(x_all[idx], g)), y_all[idx], label_smoothing=0.1)
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optim.step(loss, opt, sched)
     return judge.eval()
 
 

@@ -19,6 +19,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ... import optim
 from ...backbone import save_open_clip_folder
 from ...losses import multi_positive_clip_loss
 
@@ -89,11 +90,7 @@ def train_backbone(
         positive = (agree | ~mentions[variant][None, :, :]).all(-1)
         img_f, txt_f, scale = model(x, tokens[variant, idx])
         loss = multi_positive_clip_loss(img_f, txt_f, scale, positive)
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(optim.step(loss, opt, sched))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
