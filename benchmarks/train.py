@@ -31,7 +31,8 @@ def epoch_times(clips: int, batch: int, threads: int) -> dict:
     from wavbrivl.losses import MemoryQueue, Temperature, info_nce
     from wavbrivl.model import WavBriVLConfig
     from wavbrivl.presets import get_preset
-    from wavbrivl.train import TrainConfig, _make_batch
+    from wavbrivl.augment import crop_batch
+    from wavbrivl.train import TrainConfig
     from wavbrivl.worlds.shapes.world import write_world
 
     torch.set_num_threads(threads)
@@ -57,7 +58,7 @@ def epoch_times(clips: int, batch: int, threads: int) -> dict:
             start = time.perf_counter()
             for s in range(0, len(rows), batch):
                 idx = list(range(s, min(s + batch, len(rows))))
-                wave, valid = _make_batch(waves, idx, model.config.frontend.window_samples, g, cfg, True)
+                wave, valid = crop_batch(waves, idx, model.config.frontend.window_samples, g, cfg.augment())
                 if cached:
                     keys = targets[idx]
                 else:

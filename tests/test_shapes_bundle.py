@@ -23,7 +23,7 @@ def test_compatibility_loss_is_clip_loss_with_one_positive_and_spreads_over_true
     import open_clip
     import torch
 
-    from wavbrivl.worlds.shapes.backbone import compatibility_clip_loss
+    from wavbrivl.losses import multi_positive_clip_loss as compatibility_clip_loss
 
     g = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)

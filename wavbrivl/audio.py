@@ -35,6 +35,10 @@ SILENCE_PEAK = 1e-4
 REASONS = ("not_found", "empty", "undecodable", "silent", "too_long", "non_finite", "invalid")
 
 
+FRONT_ENDS = ("logmel", "wav2clip", "aisfx")
+AISFX_LOG_MAX = 9.457798957824707  # the largest log-mel value in aisfx's training data ("original" min-max scaling)
+
+
 class AudioError(ValueError):
     """Bad audio input.
 
@@ -56,8 +60,9 @@ class AudioError(ValueError):
 class FrontEndConfig:
     """Settings of the audio front end; stored in a checkpoint's ``config.json``.
 
-    ``kind="logmel"`` is the default log-mel front end; ``kind="wav2clip"`` reproduces Wav2CLIP's
-    linear STFT power spectrogram (n_fft 512, hop 353, ``log(x + 1e-7)``) so its weights can be used.
+    ``kind="logmel"`` is the default log-mel front end (normalised per sample); ``kind="wav2clip"``
+    reproduces Wav2CLIP's linear STFT power spectrogram (n_fft 512, hop 353, ``log(x + 1e-7)``) and
+    ``kind="aisfx"`` the aisfx network's (:meth:`aisfx`), so that their pretrained weights can be used.
     """
 
     kind: str = "logmel"
@@ -73,14 +78,26 @@ class FrontEndConfig:
     max_seconds: float = 3 * 3600.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("logmel", "wav2clip"):
-            raise ValueError(f"unknown front-end kind {self.kind!r} (expected 'logmel' or 'wav2clip')")
+        if self.kind not in FRONT_ENDS:
+            raise ValueError(f"unknown front-end kind {self.kind!r} (expected one of {', '.join(FRONT_ENDS)})")
         if not 0 < self.hop_seconds <= self.window_seconds:
             raise ValueError("hop_seconds must be in (0, window_seconds]")
 
     @property
     def window_samples(self) -> int:
         return int(round(self.window_seconds * self.sample_rate))
+
+    @classmethod
+    def aisfx(cls, **overrides: Any) -> "FrontEndConfig":
+        """The front end the aisfx network was trained with (Ma & Lerch 2022): 44.1 kHz, 96 HTK mel bands over
+        0-22 050 Hz from a 2048-point power spectrum every 1024 samples, ``log10(10000 S + 1)`` scaled by its
+        training maximum, in blocks of 100 frames (2.3 s) that overlap by half. No per-clip normalisation:
+        the network saw absolute levels."""
+        block = 99 * 1024  # 100 frames with centred frames
+        settings: dict[str, Any] = dict(kind="aisfx", sample_rate=44100, n_fft=2048, win_length=2048, hop_length=1024,
+                                        n_mels=96, f_min=0.0, f_max=22050.0, window_seconds=block / 44100,
+                                        hop_seconds=50 * 1024 / 44100)
+        return cls(**{**settings, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -343,7 +360,7 @@ def iter_windows(
 
 # --------------------------------------------------------------------------------------------- features
 class AudioFrontEnd(nn.Module):
-    """Waveform windows ``[B, T]`` -> normalised log-spectrogram features ``[B, 1, F, frames]``."""
+    """Waveform windows ``[B, T]`` -> log-spectrogram features ``[B, 1, F, frames]``."""
 
     def __init__(self, config: FrontEndConfig) -> None:
         super().__init__()
@@ -360,20 +377,29 @@ class AudioFrontEnd(nn.Module):
                 power=2.0,
             )
             self._floor = 1e-6
-        else:  # Wav2CLIP's linear power spectrogram
+        elif config.kind == "wav2clip":  # Wav2CLIP's linear power spectrogram
             self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=512, hop_length=353, power=2.0)
             self._floor = 1e-7
+        else:  # aisfx: librosa 0.9's STFT (zero-padded centred frames) and unit-sum HTK mel bands
+            self.spectrogram = torchaudio.transforms.Spectrogram(
+                n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length, power=2.0,
+                center=True, pad_mode="constant")
+            self.register_buffer("mel_bands", unit_sum_mel_bands(config), persistent=False)
 
     @property
     def n_bins(self) -> int:
         """Frequency bins per frame (mel bands, or the linear spectrogram's n_fft // 2 + 1)."""
-        return self.config.n_mels if self.config.kind == "logmel" else self.spectrogram.n_fft // 2 + 1
+        return self.config.n_mels if self.config.kind != "wav2clip" else self.spectrogram.n_fft // 2 + 1
 
     @property
     def frame_hop(self) -> int:
         return self.spectrogram.hop_length
 
     def forward(self, wave: torch.Tensor, valid_samples: torch.Tensor | None = None) -> torch.Tensor:
+        if self.config.kind == "aisfx":
+            # Zero padding is silence, whose features are 0, as aisfx padded its blocks: nothing to mask.
+            mel = torch.matmul(self.spectrogram(wave).transpose(1, 2), self.mel_bands).transpose(1, 2)
+            return (torch.log10(mel * 10000.0 + 1.0) / AISFX_LOG_MAX).unsqueeze(1)
         spec = torch.log(self.spectrogram(wave) + self._floor)  # [B, F, frames]
         frames = spec.shape[-1]
         if valid_samples is None:
@@ -387,3 +413,14 @@ class AudioFrontEnd(nn.Module):
         var = (((spec - mean) * weight) ** 2).sum(dim=(1, 2), keepdim=True) / count
         normed = (spec - mean) / (var.sqrt() + 1e-5) * weight
         return normed.unsqueeze(1)
+
+
+def unit_sum_mel_bands(config: FrontEndConfig) -> torch.Tensor:
+    """``[n_fft // 2 + 1, n_mels]`` HTK triangles each scaled to sum to 1 (librosa's ``mel(norm=1)``, which
+    torchaudio does not offer: its ``norm="slaney"`` is an area normalisation and differs by up to 10x)."""
+    bands = torchaudio.functional.melscale_fbanks(
+        config.n_fft // 2 + 1, config.f_min, config.f_max or config.sample_rate / 2, config.n_mels, config.sample_rate,
+        norm=None, mel_scale="htk")
+    sums = bands.sum(dim=0, keepdim=True)
+    tiny = torch.finfo(torch.float32).tiny
+    return torch.where(sums > tiny, bands / sums.clamp_min(tiny), bands)

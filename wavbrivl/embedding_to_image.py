@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
 from PIL import Image
 
+from . import optim
+
 log = logging.getLogger(__name__)
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -217,14 +219,9 @@ def train_embedding_to_image(
             loss = (per_sample * min_snr_weight(noise_sched, t, cfg.snr_gamma, cfg.prediction_type)).mean()
         else:
             loss = F.mse_loss(pred, target)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        losses.append(optim.step(loss, opt, sched, clip=(unet.parameters(), 1.0)))
         if ema is not None:
             ema.step(unet.parameters())
-        losses.append(float(loss.detach()))
         if cfg.progress and step % cfg.log_every == 0:
             log.info("generator step %d loss %.4f", step, np.mean(losses[-cfg.log_every:]))
     if ema is not None:

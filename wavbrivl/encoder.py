@@ -38,6 +38,12 @@ class EncoderConfig:
     contour_channels: int = 0
 
     @classmethod
+    def aisfx(cls, embed_dim: int, head_hidden: list[int] | None = None, dropout: float = 0.1) -> "EncoderConfig":
+        """The aisfx network (Ma & Lerch 2022; :class:`AisfxTrunk`, 512-d) under a projection head."""
+        return cls(arch="aisfx", stem_channels=64, channels=[64, 128, 256, 512], blocks=[2, 2, 2, 2], pool="meanmax",
+                   head_hidden=list(head_hidden or []), dropout=dropout, embed_dim=embed_dim)
+
+    @classmethod
     def wav2clip(cls) -> "EncoderConfig":
         """Wav2CLIP's layout: ResNet-18 trunk, 512-d average pool, MLP 512 -> 512 -> 512."""
         return cls(
@@ -170,6 +176,48 @@ class TwoStreamTrunk(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class AisfxConvBlock(nn.Module):
+    """Two 3x3 convolutions (no bias) with batch norm and ReLU, then a max pool (aisfx's ``ConvBlock``)."""
+
+    def __init__(self, cin: int, cout: int, pool: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return nn.functional.max_pool2d(x, self.pool) if self.pool > 1 else x
+
+
+class AisfxTrunk(nn.Module):
+    """aisfx's ``EmbeddingNet('max', 3, 1, 64)``: four conv blocks (64/128/256/512 channels, 2x2 max pools after
+    the first three), mean over frequency, max over time -> ``[B, 512]``. Parameter names are the published
+    checkpoint's (``conv_block1.conv1.weight`` ...), so its weights load strictly.
+
+    It reads features time-first (``[B, 1, frames, bands]``), the layout it was trained on; the front end's
+    ``[B, 1, bands, frames]`` is transposed here.
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        c = [cfg.stem_channels * m for m in (1, 2, 4, 8)]
+        self.conv_block1 = AisfxConvBlock(1, c[0], 2)
+        self.conv_block2 = AisfxConvBlock(c[0], c[1], 2)
+        self.conv_block3 = AisfxConvBlock(c[1], c[2], 2)
+        self.conv_block4 = AisfxConvBlock(c[2], c[3], 1)
+        self.out_channels = c[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(2, 3)
+        for block in (self.conv_block1, self.conv_block2, self.conv_block3, self.conv_block4):
+            x = block(x)
+        return x.mean(dim=3).amax(dim=2)
+
+
 class MLPHead(nn.Module):
     """Linear -> ReLU -> Dropout -> ... -> Linear, laid out as Wav2CLIP's ``MLPLayers``."""
 
@@ -184,18 +232,23 @@ class MLPHead(nn.Module):
         return self.sequential(x)
 
 
+ARCHS = ("resnet", "wav2clip", "twostream", "aisfx")
+
+
 class AudioEncoder(nn.Module):
     """Features -> embedding ``[B, embed_dim]`` (not normalised: :class:`~wavbrivl.WavBriVL` does that)."""
 
     def __init__(self, config: EncoderConfig, n_freq: int | None = None) -> None:
         super().__init__()
-        if config.arch not in ("resnet", "wav2clip", "twostream"):
-            raise ValueError(f"unknown encoder arch {config.arch!r} (expected 'resnet', 'wav2clip' or 'twostream')")
+        if config.arch not in ARCHS:
+            raise ValueError(f"unknown encoder arch {config.arch!r} (expected one of {', '.join(ARCHS)})")
         self.config = config
         if config.arch == "twostream":
             if not n_freq:
                 raise ValueError("the 'twostream' encoder needs the front end's number of frequency bins")
             self.audio_encoder: nn.Module = TwoStreamTrunk(config, n_freq)
+        elif config.arch == "aisfx":
+            self.audio_encoder = AisfxTrunk(config)
         else:
             self.audio_encoder = ResNetTrunk(config)
         self.audio_transform = MLPHead([self.audio_encoder.out_channels, *config.head_hidden, config.embed_dim], config.dropout)

@@ -15,10 +15,11 @@ class ImageError(ValueError):
     """Bad image input. The message names the source and the problem."""
 
 
-def load_image(source: ImageInput) -> Image.Image:
-    """Return an RGB PIL image, or raise :class:`ImageError` naming the bad input."""
+def load_image(source: ImageInput, mode: str = "RGB") -> Image.Image:
+    """Return a PIL image in ``mode`` (RGB unless the caller needs transparency, "RGBA"), or raise
+    :class:`ImageError` naming the bad input."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        return source.convert(mode)
     if isinstance(source, np.ndarray):
         if source.ndim == 2:
             source = np.stack([source] * 3, axis=-1)
@@ -26,13 +27,13 @@ def load_image(source: ImageInput) -> Image.Image:
             raise ImageError(f"<array image>: expected HxWx3 or HxWx4, got shape {source.shape}")
         if source.dtype != np.uint8:
             source = np.clip(source * (255.0 if source.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(source).convert("RGB")
+        return Image.fromarray(source).convert(mode)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
             with Image.open(path) as img:
                 img.load()
-                return img.convert("RGB")
+                return img.convert(mode)
         except FileNotFoundError:
             raise ImageError(f"{path}: file not found") from None
         except (UnidentifiedImageError, OSError, ValueError) as exc:

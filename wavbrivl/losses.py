@@ -88,3 +88,18 @@ class Temperature(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.log_t.exp().clamp(0.01, 1.0)
+
+
+def multi_positive_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor | float, positive: torch.Tensor) -> torch.Tensor:
+    """CLIP loss where picture i and caption j are a positive pair whenever the caption is true of the picture.
+
+    With few concepts and many captions per concept, a batch holds each concept several times and a caption is
+    true of many pictures: plain CLIP loss would push a picture away from every other true caption in its
+    batch. The target of each row (and column) is spread over its true partners instead; with one positive per
+    row it is CLIP's loss.
+    """
+    logits = scale * img @ txt.T
+    pos = positive.float()
+    i2t = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    t2i = -(pos.T / pos.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
+    return 0.5 * (i2t + t2i)

@@ -219,12 +219,13 @@ class WavBriVL(nn.Module):
             src = Path(name[len("local-dir:") :])
             if not src.is_absolute() and self.root is not None:
                 src = self.root / src
-            model_cfg = json.loads((src / BACKBONE_CONFIG_FILE).read_text()).get("model_cfg")
+            saved = json.loads((src / BACKBONE_CONFIG_FILE).read_text())
+            model_cfg, package = saved.get("model_cfg"), saved.get("wavbrivl", {}).get("text_package", "")
         else:
-            model_cfg = open_clip.get_model_config(name)
+            model_cfg, package = open_clip.get_model_config(name), ""
         if model_cfg is None:
             raise ValueError(f"cannot find the open_clip config of backbone {name!r} to save it")
-        save_open_clip_folder(self.backbone.model, model_cfg, out)
+        save_open_clip_folder(self.backbone.model, model_cfg, out, text_package=package)
 
     # ------------------------------------------------------------------ properties
     @property

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .augment import Augment, crop_batch
 from .cache import image_targets
 from .data import Skipped, load_waveforms, read_manifest, select_split
 from .losses import MemoryQueue, Temperature, clip_loss, info_nce
@@ -75,6 +76,12 @@ class TrainConfig:
     time_mask_width: int = 30
     gain_db: float = 6.0
     time_shift: bool = True
+    speed: float = 0.0  # playback-rate change up to ±speed (pitch and tempo together)
+    noise_snr_db: list[float] | None = None  # [low, high]: white noise at a random SNR in that range
+    mix_prob: float = 0.0  # chance of another clip of the batch mixed underneath, mix_db below the clip
+    mix_db: list[float] = field(default_factory=lambda: [-20.0, -10.0])
+    # Clips sharing a label are not each other's negatives (with labelled data: several takes of one concept).
+    mask_same_label: bool = False
     max_clip_seconds: float = 30.0
     val_every: int = 100
     checkpoint_every: int = 200
@@ -94,6 +101,17 @@ class TrainConfig:
             raise ValueError("momentum must be in (0, 1)")
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2 for a contrastive loss")
+        for name in ("noise_snr_db", "mix_db"):  # "20,40" from the command line
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, [float(x) for x in value.split(",")])
+        self.augment()  # checks the ranges
+
+    def augment(self) -> Augment:
+        """The waveform augmentation these options describe."""
+        return Augment(gain_db=self.gain_db, time_shift=self.time_shift, speed=self.speed,
+                       noise_snr_db=tuple(self.noise_snr_db) if self.noise_snr_db else None,
+                       mix_prob=self.mix_prob, mix_db=tuple(self.mix_db))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "TrainConfig":
@@ -122,29 +140,6 @@ class TrainResult:
 
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 17) % (2**31 - 1)
-
-
-def _make_batch(
-    waves: list[np.ndarray], idx: list[int], window: int, g: torch.Generator, cfg: TrainConfig, augment: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random (or, without augmentation, leading) windows of the clips, with random gain and shift."""
-    batch = torch.zeros(len(idx), window)
-    valid = torch.zeros(len(idx), dtype=torch.long)
-    for row, i in enumerate(idx):
-        wave = torch.from_numpy(waves[i])
-        n = wave.numel()
-        if n > window:
-            start = int(torch.randint(0, n - window + 1, (1,), generator=g)) if augment else 0
-            crop, offset = wave[start : start + window], 0
-        else:
-            crop = wave
-            room = window - n
-            offset = int(torch.randint(0, min(room, window // 10) + 1, (1,), generator=g)) if augment and cfg.time_shift else 0
-        if augment and cfg.gain_db > 0:
-            crop = crop * 10 ** (float(torch.empty(1).uniform_(-cfg.gain_db, cfg.gain_db, generator=g)) / 20)
-        batch[row, offset : offset + crop.numel()] = crop
-        valid[row] = offset + crop.numel()
-    return batch, valid
 
 
 def _spec_augment(features: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
@@ -251,6 +246,13 @@ class Trainer:
         self.val_targets = image_targets(model, val_rows, cache_dir)[0] if val_rows else None
         self.val_labels = [r.label for r in val_rows]
         model.config.image_embed_norm = mean_norm
+        self.augmentation = cfg.augment()
+        self.label_ids = None
+        if cfg.mask_same_label:
+            if not all(r.label for r in train_rows):
+                raise ValueError(f"{cfg.manifest}: mask_same_label needs a label on every training row")
+            names = sorted({r.label for r in train_rows})
+            self.label_ids = torch.tensor([names.index(r.label) for r in train_rows])
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -321,8 +323,8 @@ class Trainer:
         idx = self._batch_indices(step)
         g = torch.Generator().manual_seed(_step_seed(cfg.seed, step))
         torch.manual_seed(_step_seed(cfg.seed, step))  # dropout
-        wave, valid = _make_batch(self.waves, idx, self.model.config.frontend.window_samples, g, cfg, augment=True)
-        ids = torch.tensor(idx, device=device)
+        wave, valid = crop_batch(self.waves, idx, self.model.config.frontend.window_samples, g, self.augmentation)
+        ids = (self.label_ids[idx] if self.label_ids is not None else torch.tensor(idx)).to(device)
         keys = self.targets[idx].to(device)
         features = self.model.frontend(wave.to(device), valid)
         if cfg.spec_augment:

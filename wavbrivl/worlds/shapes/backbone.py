@@ -19,7 +19,9 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ... import optim
 from ...backbone import save_open_clip_folder
+from ...losses import multi_positive_clip_loss
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "wavbrivl-starter-clip"
@@ -35,20 +37,6 @@ PARTIAL_TEMPLATES: dict[tuple[str, ...], str] = {
     ("colour", "size"): "a {size} {colour} shape",
     ("shape", "size"): "a {size} {shape}",
 }
-
-
-def compatibility_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """CLIP loss where picture i and caption j are a positive pair whenever the caption is true of the picture.
-
-    The world has 24 attribute combinations, so a batch of 128 holds each about five times and partial
-    captions are true of many pictures: plain CLIP loss would push a picture away from every other true
-    caption in its batch. The target of each row (and column) is spread over its true partners instead.
-    """
-    logits = scale * img @ txt.T
-    pos = positive.float()
-    i2t = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
-    t2i = -(pos.T / pos.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
-    return 0.5 * (i2t + t2i)
 
 
 def train_backbone(
@@ -101,12 +89,8 @@ def train_backbone(
         agree = values[idx][:, None, :] == values[idx][None, :, :]  # [i, j, attr]
         positive = (agree | ~mentions[variant][None, :, :]).all(-1)
         img_f, txt_f, scale = model(x, tokens[variant, idx])
-        loss = compatibility_clip_loss(img_f, txt_f, scale, positive)
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        loss = multi_positive_clip_loss(img_f, txt_f, scale, positive)
+        losses.append(optim.step(loss, opt, sched))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

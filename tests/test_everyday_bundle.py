@@ -1,0 +1,62 @@
+"""The everyday bundle: a reduced build, from fixture packages, through the same code path as the real one."""
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+
+import pytest
+
+from tests.everyday_fixtures import build_world_fixture, fetch_args
+from wavbrivl.aisfx import WHEEL_MEMBER
+from wavbrivl.cli import main
+from wavbrivl.pipeline import WavBriVLPipeline
+from wavbrivl.worlds.everyday.build import AISFX_WHEEL, EverydaySettings, build_everyday
+
+from .test_aisfx import fake_checkpoint
+from .tiny_text import make_text_package
+
+
+@pytest.mark.slow
+def test_reduced_build_gives_a_bundle_that_serves(tmp_path):
+    fixture = build_world_fixture(tmp_path, damaged_deb=False, ghost_package=False)
+    cache = tmp_path / "cache"
+    main(fetch_args(fixture, cache))  # the fixture catalogue lists a package with no .deb: reported, the rest prepared
+    assert (cache / "world" / "manifest.csv").is_file()
+    (cache / "wheels").mkdir()
+    fake_checkpoint(tmp_path / "checkpoint.pth")
+    with zipfile.ZipFile(cache / "wheels" / AISFX_WHEEL, "w") as wheel:
+        wheel.write(tmp_path / "checkpoint.pth", WHEEL_MEMBER)
+    make_text_package(tmp_path / "packages")
+    settings = EverydaySettings.reduced()
+    settings.text_ref, settings.text_package, settings.embed_dim = "package:tiny_text_tower/model", "tiny-text-tower", 32
+
+    out = tmp_path / "everyday"
+    report = build_everyday(cache / "world", out, cache=cache, settings=settings)
+
+    for name in ("config.json", "audio_encoder.safetensors", "bundle.json", "report.json", "report.md", "DATA.md",
+                 "data_card.json", "backbone/open_clip_config.json", "generator/model_index.json", "index/index.json"):
+        assert (out / name).is_file(), name
+    backbone = json.loads((out / "backbone" / "open_clip_config.json").read_text())
+    assert backbone["wavbrivl"] == {"text_weights": "package", "text_package": "tiny-text-tower"}  # referenced, not copied
+    assert list((out / "LICENSES").glob("*.copyright"))
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.bin"))
+
+    # The audio encoder heard neither the held-out sources nor the never-heard concept.
+    with open(cache / "world" / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    held_out = {r["source"] for r in rows if r["split"] == "test"}
+    assert set(report["build"]["heard_sources"]).isdisjoint(held_out) and "a:hum" in held_out
+    assert {"heard", "never_heard"} <= set(report)
+    for group in ("heard", "never_heard"):
+        for block in ("audio_to_picture", "zeroshot", "generation_judge", "generation_frozen_tower"):
+            assert set(report[group][block]) >= {"clips", "concepts"}, (group, block)
+
+    pipeline = WavBriVLPipeline.from_pretrained(out, device="cpu")
+    assert pipeline.card.labels == ["beep", "chirp", "buzz", "hum"] and pipeline.card.display_name("ja")
+    example = pipeline.card.examples[0]
+    assert (out / example.file).is_file() and any(not e.heard for e in pipeline.card.examples)
+    assert len(pipeline.search(out / example.file, 2).images) == 2
+    assert set(pipeline.classify(out / example.file)) == {"beep", "chirp", "buzz", "hum"}
+    assert pipeline.generate(out / example.file).size == (32, 32)
+    assert "| heard concepts, new sources |" in (out / "report.md").read_text()

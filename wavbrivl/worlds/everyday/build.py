@@ -1,0 +1,262 @@
+"""Build the everyday bundle (``assets/everyday``) from a prepared world of real recordings and drawings.
+
+``wavbrivl world everyday build --world CACHE/world --out assets/everyday`` runs, on a CPU:
+
+1. the frozen backbone: all-MiniLM-L6-v2 as the locked text tower, an image tower trained on the drawings'
+   captions (:mod:`.backbone`), then frozen;
+2. the audio encoder: aisfx (a CNN pretrained on sound-effects libraries) distilled into a small fast student on
+   every recording the encoder may hear plus an unlabelled corpus (:mod:`wavbrivl.distill`), then the student's
+   projection head trained into the frozen image space with the project's trainer (:mod:`wavbrivl.train`:
+   MoCo queue, cached frozen targets, ``align_weight``, crop/gain/speed/noise/mixing augmentation);
+3. the generator: an :class:`~wavbrivl.embedding_to_image.EmbeddingToImagePipeline` trained on the drawings
+   (framed on white, centred) conditioned on their jittered image embeddings;
+4. the gallery index of held-out drawings and every concept's captions, example sounds (held-out recordings),
+   the card, the data card and licences, and the evaluation (:mod:`.evaluate`) in ``report.json``.
+
+Only the audio encoder is held to the split: recordings of its test sources and of never-heard concepts reach
+no step of its training (nor the distillation). Why each setting has its value: docs/EXPERIMENTS.md.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...audio import FrontEndConfig
+from ...backbone import BackboneConfig, save_open_clip_folder, weights_digest
+from ...embedding_to_image import EmbeddingToImageTrainConfig
+from ...encoder import EncoderConfig
+from ...model import WavBriVL, WavBriVLConfig
+from .backbone import CAPTION_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
+from .world import EverydayWorld, load_pictures, load_recordings
+
+log = logging.getLogger(__name__)
+AISFX_WHEEL = "aisfx-0.1.2-py2.py3-none-any.whl"
+
+
+@dataclass
+class EverydaySettings:
+    """The everyday world's recipe (chosen by measurement: docs/EXPERIMENTS.md)."""
+
+    seed: int = 0
+    text_ref: str = TEXT_REF
+    text_package: str = TEXT_PACKAGE
+    embed_dim: int = 384  # the text tower's sentence-embedding size: the shared space has no projection
+    # The image tower: a small ModifiedResNet at 64 px learning the captions' MiniLM embeddings.
+    picture_size: int = 64
+    tower_width: int = 16
+    tower: ImageTowerSettings = field(default_factory=lambda: ImageTowerSettings(steps=1500))
+    # The student: this project's ResNet trunk on 64 mel bands at 22.05 kHz, windows as long as aisfx's blocks.
+    student_rate: int = 22050
+    student_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    head_hidden: list[int] = field(default_factory=lambda: [512])
+    distill_steps: int = 600
+    distill_batch: int = 64
+    distill_max_crops: int = 8000
+    head_steps: int = 400
+    head_batch: int = 64
+    align_weight: float = 0.3
+    generator: EmbeddingToImageTrainConfig = field(default_factory=lambda: EmbeddingToImageTrainConfig(
+        steps=1500, batch_size=64, lr=1e-3, sample_size=64, patch_size=4, channels=(64, 128, 128), ema_decay=0.999,
+        prediction_type="v_prediction", guidance_scale=1.5, cond_noise=1.0, progress=False))
+    generator_steps: int = 25
+    judge_steps: int = 1500
+    examples: int = 10
+
+    @classmethod
+    def reduced(cls) -> "EverydaySettings":
+        """A CI-sized build: the same code path on a fraction of the steps."""
+        return cls(tower=ImageTowerSettings(steps=30, batch_size=16), student_channels=[8, 16], head_hidden=[],
+                   distill_steps=20, distill_batch=8, distill_max_crops=64, head_steps=20, head_batch=8,
+                   generator=EmbeddingToImageTrainConfig(steps=20, batch_size=8, sample_size=32, patch_size=2,
+                                                         channels=(16, 32), prediction_type="v_prediction",
+                                                         guidance_scale=1.5, cond_noise=1.0, progress=False),
+                   generator_steps=3, judge_steps=20, examples=3)
+
+
+def student_config(backbone_dir: Path, backbone_id: str, s: EverydaySettings, embed_dim: int) -> WavBriVLConfig:
+    """The fast encoder the bundle ships: windows of aisfx's block length, so it sees what its teacher saw."""
+    teacher = FrontEndConfig.aisfx()
+    return WavBriVLConfig(
+        backbone=BackboneConfig(f"local-dir:{backbone_dir}", None, id=backbone_id),
+        frontend=FrontEndConfig(sample_rate=s.student_rate, n_fft=1024, win_length=1024, hop_length=s.student_rate // 100,
+                                n_mels=64, f_min=40.0, f_max=s.student_rate / 2, window_seconds=teacher.window_seconds,
+                                hop_seconds=teacher.hop_seconds, max_seconds=3 * 3600.0),
+        encoder=EncoderConfig(stem_channels=s.student_channels[0], channels=list(s.student_channels),
+                              blocks=[1] * len(s.student_channels), head_hidden=list(s.head_hidden), embed_dim=embed_dim),
+        embed_dim=embed_dim, preset="everyday", info={"bundle": "wavbrivl everyday world"})
+
+
+def teacher_model(backbone: BackboneConfig, embed_dim: int, wheel: Path) -> WavBriVL:
+    """aisfx with its published weights (the trunk the student learns from; its head is not used)."""
+    from ... import aisfx
+
+    model = WavBriVL(WavBriVLConfig(backbone, FrontEndConfig.aisfx(), EncoderConfig.aisfx(embed_dim), embed_dim=embed_dim))
+    aisfx.load_into(model.audio_encoder, wheel)
+    return model.eval()
+
+
+def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path | None = None,
+                   settings: EverydaySettings | None = None, work: str | Path | None = None) -> dict[str, Any]:
+    """Build the bundle into ``out`` from the world prepared in ``world_dir``; returns the evaluation report.
+
+    ``cache`` holds ``wheels/`` (the aisfx wheel, fetched with the world); default: the world's parent folder.
+    """
+    from ...distill import DistillConfig, distill_trunk
+    from ...embedding_to_image import train_embedding_to_image
+    from ...generate import Generator
+    from ...train import TrainConfig, train
+    from .backbone import train_image_tower
+
+    s = settings or EverydaySettings()
+    world = EverydayWorld.load(world_dir)
+    cache = Path(cache) if cache else Path(world_dir).parent
+    wheel = cache / "wheels" / AISFX_WHEEL
+    if not wheel.is_file():
+        raise FileNotFoundError(f"{wheel}: the aisfx wheel is missing; run `wavbrivl world everyday fetch` first")
+    out = Path(out)
+    work = Path(work) if work else out.parent / f".{out.name}-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    # 1. The frozen backbone.
+    fit = [p for p in world.pictures if p.split == "fit"]
+    captions = concept_captions(world)
+    cfg = model_config(s.text_ref, embed_dim=s.embed_dim, image_size=s.picture_size, width=s.tower_width)
+    tower, tower_losses = train_image_tower(load_pictures([p.path for p in fit], 2 * s.picture_size), [p.label for p in fit],
+                                            captions, cfg, s.tower, s.text_package)
+    backbone_dir = save_open_clip_folder(tower, cfg, work / "backbone", text_package=s.text_package)
+    backbone = BackboneConfig(f"local-dir:{backbone_dir}", None, id=f"wavbrivl-everyday-minilm/{weights_digest(backbone_dir)}")
+    embed_dim = int(cfg["embed_dim"])
+    timings["backbone_s"] = time.perf_counter() - t0
+    log.info("image tower trained on %d drawings in %.0f s", len(fit), timings["backbone_s"])
+
+    # 2. The audio encoder: distil aisfx into the student on what it may hear, then train its head.
+    t = time.perf_counter()
+    heard = [r for r in world.rows if r.split in ("train", "val")]
+    waves = load_recordings([r.audio for r in heard] + world.corpus)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)
+        student = WavBriVL(student_config(backbone_dir, backbone.id, s, embed_dim))
+    distilled = distill_trunk(teacher_model(backbone, embed_dim, wheel), student, waves, DistillConfig(
+        steps=s.distill_steps, batch_size=s.distill_batch, max_crops=s.distill_max_crops, seed=s.seed, progress=False))
+    del waves
+    init_dir = student.save_pretrained(work / "student")
+    timings["distill_s"] = time.perf_counter() - t
+    log.info("aisfx distilled into the student (%d crops, held-out R² %.2f) in %.0f s", distilled.crops, distilled.holdout_r2,
+             timings["distill_s"])
+    t = time.perf_counter()
+    result = train(TrainConfig(
+        manifest=str(world.root / "manifest.csv"), out=str(work / "audio_run"), init=str(init_dir), train_head_only=True,
+        max_steps=s.head_steps, batch_size=s.head_batch, lr=2e-3, warmup_steps=min(50, s.head_steps // 5),
+        queue_size=4096, val_every=max(25, s.head_steps // 4), checkpoint_every=10**9, seed=s.seed, progress=False,
+        align_weight=s.align_weight, mask_same_label=True, speed=0.05, noise_snr_db=[15.0, 40.0], mix_prob=0.25,
+        mix_db=[-20.0, -8.0], cache_dir=str(work / "cache")))
+    model = WavBriVL.from_pretrained(result.best_dir)
+    timings["audio_head_s"] = time.perf_counter() - t
+    log.info("audio head trained in %.0f s (validation %s)", timings["audio_head_s"], result.best_metrics)
+
+    # 3. The generator, on the drawings framed as the gallery shows them, conditioned on their embeddings.
+    t = time.perf_counter()
+    fit_pixels = load_pictures([p.path for p in fit], s.generator.sample_size)
+    fit_images = [_pil(x) for x in fit_pixels]
+    pipe, gen_losses = train_embedding_to_image(fit_images, model.embed_image(fit_images), s.generator)
+    timings["generator_s"] = time.perf_counter() - t
+    log.info("generator trained in %.0f s", timings["generator_s"])
+
+    # 4. Assemble in a staging folder, evaluate, then swap it in.
+    t = time.perf_counter()
+    staging = out.parent / f".{out.name}-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.config.info.update({"bundle": "wavbrivl everyday world", "seed": s.seed})
+    model.save_pretrained(staging)
+    Generator(pipe, space_id=model.backbone_id, embed_dim=model.embed_dim, embed_norm=model.config.image_embed_norm
+              ).save_pretrained(staging / "generator")
+    _assemble_gallery(world, staging, model)
+    _copy_data_card(world, staging)
+    timings["assemble_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    from .evaluate import evaluate_bundle
+    from .report import choose_examples, write_card, write_report
+
+    write_card(staging, world, [], s)  # labels and templates first: the evaluation classifies as the demo will
+    report = evaluate_bundle(staging, world, seed=s.seed, judge_steps=s.judge_steps)
+    examples = choose_examples(world, report, s.examples)
+    write_card(staging, world, examples, s)
+    timings["evaluate_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    report["build"] = {
+        "settings": asdict(s), "timings": timings, "backbone_id": backbone.id,
+        "image_tower_final_loss": float(np.mean(tower_losses[-20:])),
+        "distillation": {"crops": distilled.crops, "holdout_cosine": distilled.holdout_cosine,
+                         "holdout_r2": distilled.holdout_r2, "final_loss": float(np.mean(distilled.losses[-20:] or [float("nan")])),
+                         "teacher_s": distilled.teacher_seconds, "student_s": distilled.student_seconds},
+        "audio_val": result.best_metrics, "skipped_rows": len(result.skipped),
+        "heard_sources": sorted({r.meta.get("source", "") for r in heard}),
+        "generator_final_loss": float(np.mean(gen_losses[-50:])),
+    }
+    write_report(report, staging)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def concept_captions(world: EverydayWorld) -> dict[str, list[str]]:
+    """Every text true of a concept's pictures: its name and aliases in the caption templates, and its
+    drawings' own titles."""
+    out: dict[str, list[str]] = {}
+    for c in world.concepts:
+        texts = [t.format(a) for a in dict.fromkeys([c.name, *c.aliases]) for t in CAPTION_TEMPLATES]
+        texts += [cap for p in world.pictures if p.label == c.name for cap in p.captions]
+        out[c.name] = list(dict.fromkeys(texts))
+    return out
+
+
+def _pil(x: torch.Tensor):
+    from PIL import Image
+
+    return Image.fromarray(x.permute(1, 2, 0).numpy())
+
+
+def _assemble_gallery(world: EverydayWorld, staging: Path, model: WavBriVL) -> None:
+    """The held-out drawings (copied in) and one caption per concept, indexed by the frozen towers."""
+    from ...index import GalleryIndex
+
+    gallery = [p for p in world.pictures if p.split == "gallery"]
+    folder = staging / "gallery"
+    folder.mkdir(parents=True)
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "caption", "label", "licence", "package"])
+        for p in gallery:
+            name = f"{p.label.replace(' ', '_')}__{p.path.name}"
+            shutil.copyfile(p.path, folder / name)
+            w.writerow([name, p.label, p.label, p.meta.get("licence", ""), p.meta.get("package", "")])
+    (folder / "captions.txt").write_text("\n".join(f"a {c.name}" for c in world.concepts) + "\n", encoding="utf-8")
+    GalleryIndex.build(model, staging / "index", images=folder / "manifest.csv", captions=folder / "captions.txt",
+                       dtype="float16", progress=False)
+
+
+def _copy_data_card(world: EverydayWorld, staging: Path) -> None:
+    for name in ("DATA.md", "data_card.json"):
+        if (world.root / name).is_file():
+            shutil.copyfile(world.root / name, staging / name)
+    if (world.root / "LICENSES").is_dir():
+        shutil.copytree(world.root / "LICENSES", staging / "LICENSES")
+
+
+def read_report(bundle: str | Path) -> dict[str, Any]:
+    return json.loads((Path(bundle) / "report.json").read_text())

