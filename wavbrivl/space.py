@@ -25,7 +25,7 @@ import yaml
 from .bundle import BUNDLE_FILE, BundleCard
 
 #: The bundle under ``assets/`` the demo serves and an export ships when none is named (``demo/config.py`` reads it).
-DEFAULT_BUNDLE_NAME = "starter"
+DEFAULT_BUNDLE_NAME = "everyday"
 #: The Hub's limit for a file stored outside LFS.
 HUB_MAX_PLAIN_BYTES = 10 * 1024 * 1024
 
