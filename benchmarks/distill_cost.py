@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from wavbrivl import WavBriVL, WavBriVLPipeline
+    from wavbrivl import WavBriVLPipeline
     from wavbrivl.worlds.everyday.build import teacher_model
     from wavbrivl.worlds.everyday.world import EverydayWorld
 
