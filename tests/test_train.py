@@ -226,3 +226,34 @@ def test_prepare_videos(tmp_path):
 
     audio = load_audio(rows[0].audio)
     assert 1.5 < audio.numel() / 16000 < 2.5
+
+
+def test_caption_weight_moves_the_targets_onto_the_captions(world, tmp_path):
+    """With a real sentence encoder beside a weakly trained image tower, captions are the better target:
+    caption_weight=1 aims every clip at its caption's text embedding, 0.5 halfway, 0 at its pictures."""
+    from wavbrivl.train import Trainer
+
+    rows = [r for r in read_manifest(world) if r.split == "train"]
+    base = dict(manifest=str(world), max_steps=4, batch_size=8, val_every=1000, progress=False, cache_dir=str(tmp_path / "c"))
+    pictures = Trainer(TrainConfig(out=str(tmp_path / "p"), **base)).targets
+    captions = Trainer(TrainConfig(out=str(tmp_path / "t"), caption_weight=1.0, **base))
+    text = captions.model.embed_text([r.caption for r in rows])
+    assert torch.allclose(captions.targets, text, atol=1e-5)
+    half = Trainer(TrainConfig(out=str(tmp_path / "h"), caption_weight=0.5, **base)).targets
+    expected = torch.nn.functional.normalize(pictures + text, dim=-1)
+    assert torch.allclose(half, expected, atol=1e-5) and not torch.allclose(half, pictures, atol=1e-2)
+    assert captions.fit().history  # and it trains through the same loop
+    with pytest.raises(ValueError, match="caption_weight"):
+        TrainConfig(manifest="m", out="o", caption_weight=1.5)
+
+
+def test_caption_weight_needs_a_caption_on_every_row(world, tmp_path):
+    lines = world.read_text().splitlines()
+    header = lines[0].split(",")
+    first = lines[1].split(",")
+    first[header.index("caption")] = ""
+    manifest = world.parent / "no_caption.csv"
+    manifest.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match=r"no_caption.csv: caption_weight needs a caption on every row; 1 have none"):
+        train(TrainConfig(manifest=str(manifest), out=str(tmp_path / "r"), caption_weight=0.5, max_steps=2, batch_size=8,
+                          progress=False))

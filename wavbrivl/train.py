@@ -61,6 +61,10 @@ class TrainConfig:
     # embeddings land in the right direction but off the image manifold; generators trained on image
     # embeddings need them on it.
     align_weight: float = 0.0
+    # Share of each clip's target taken from its caption's text embedding (0: its pictures only, the paper's
+    # recipe; 1: its caption only). Worth it when the text tower is the stronger half of the frozen space,
+    # e.g. a real sentence encoder beside an image tower fitted on a few thousand drawings.
+    caption_weight: float = 0.0
     epochs: int = 20
     max_steps: int | None = None
     stop_at_step: int | None = None  # stop early with a resumable checkpoint, keeping the full run's schedule
@@ -97,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"loss must be 'moco' or 'clip', not {self.loss!r}")
         if self.align_weight < 0:
             raise ValueError(f"align_weight must be >= 0, not {self.align_weight}")
+        if not 0.0 <= self.caption_weight <= 1.0:
+            raise ValueError(f"caption_weight must be in [0, 1], not {self.caption_weight}")
         if self.momentum is not None and not 0.0 < self.momentum < 1.0:
             raise ValueError("momentum must be in (0, 1)")
         if self.batch_size < 2:
@@ -157,6 +163,21 @@ def _spec_augment(features: torch.Tensor, cfg: TrainConfig, g: torch.Generator) 
         t = torch.arange(n_time)[None, :]
         mask *= (~((t >= start[:, None]) & (t < (start + width)[:, None]))).float()[:, None, None, :].to(mask)
     return features * mask
+
+
+def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: float, manifest: str) -> torch.Tensor:
+    """Targets moved ``weight`` of the way to the rows' caption embeddings (unit norm again); the text tower
+    runs once per distinct caption."""
+    if weight == 0.0:
+        return targets
+    missing = [str(r.audio) for r in rows if not r.caption]
+    if missing:
+        raise ValueError(f"{manifest}: caption_weight needs a caption on every row; {len(missing)} have none "
+                         f"(first: {missing[0]})")
+    captions = sorted({r.caption for r in rows})
+    text = dict(zip(captions, model.embed_text(captions)))
+    blended = (1.0 - weight) * targets + weight * torch.stack([text[r.caption] for r in rows])
+    return torch.nn.functional.normalize(blended, dim=-1)
 
 
 def evaluate_retrieval(
@@ -243,7 +264,11 @@ class Trainer:
             raise ValueError(f"{cfg.manifest}: fewer than 2 usable training rows ({len(self.skipped)} skipped)")
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         self.targets, mean_norm = image_targets(model, train_rows, cache_dir, progress=cfg.progress)
-        self.val_targets = image_targets(model, val_rows, cache_dir)[0] if val_rows else None
+        self.targets = with_captions(model, train_rows, self.targets, cfg.caption_weight, cfg.manifest)
+        self.val_targets = None
+        if val_rows:
+            self.val_targets = with_captions(model, val_rows, image_targets(model, val_rows, cache_dir)[0],
+                                             cfg.caption_weight, cfg.manifest)
         self.val_labels = [r.label for r in val_rows]
         model.config.image_embed_norm = mean_norm
         self.augmentation = cfg.augment()
