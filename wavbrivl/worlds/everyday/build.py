@@ -35,6 +35,7 @@ from ...backbone import BackboneConfig, save_open_clip_folder, weights_digest
 from ...embedding_to_image import EmbeddingToImageTrainConfig
 from ...encoder import EncoderConfig
 from ...model import WavBriVL, WavBriVLConfig
+from ..folders import BuildFolders
 from .backbone import CAPTION_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
 from .world import EverydayWorld, load_pictures, load_recordings
 
@@ -114,7 +115,6 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     """
     from ...distill import DistillConfig, distill_trunk
     from ...embedding_to_image import train_embedding_to_image
-    from ...generate import Generator
     from ...train import TrainConfig, train
     from .backbone import train_image_tower
 
@@ -124,10 +124,8 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     wheel = cache / "wheels" / AISFX_WHEEL
     if not wheel.is_file():
         raise FileNotFoundError(f"{wheel}: the aisfx wheel is missing; run `wavbrivl world everyday fetch` first")
-    out = Path(out)
-    work = Path(work) if work else out.parent / f".{out.name}-work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    folders = BuildFolders.prepare(out, work)
+    work, staging = folders.work, folders.staging
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -178,12 +176,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
 
     # 4. Assemble in a staging folder, evaluate, then swap it in.
     t = time.perf_counter()
-    staging = out.parent / f".{out.name}-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.config.info.update({"bundle": "wavbrivl everyday world", "seed": s.seed})
-    model.save_pretrained(staging)
-    Generator(pipe, space_id=model.backbone_id, embed_dim=model.embed_dim, embed_norm=model.config.image_embed_norm
-              ).save_pretrained(staging / "generator")
+    folders.save_models(model, pipe, {"bundle": "wavbrivl everyday world", "seed": s.seed})
     _assemble_gallery(world, staging, model)
     _copy_data_card(world, staging)
     timings["assemble_s"] = time.perf_counter() - t
@@ -209,10 +202,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
         "generator_final_loss": float(np.mean(gen_losses[-50:])),
     }
     write_report(report, staging)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    shutil.rmtree(work, ignore_errors=True)
+    folders.swap_in()
     return report
 
 

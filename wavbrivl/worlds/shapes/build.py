@@ -35,6 +35,7 @@ from ...bundle import BundleCard, BundlePart, ExampleSound, GeneratorSettings
 from ...embedding_to_image import EmbeddingToImageTrainConfig
 from ...encoder import EncoderConfig
 from ...model import WavBriVL, WavBriVLConfig
+from ..folders import BuildFolders
 from .world import ATTRIBUTES, DEFAULT_HOLDOUT, all_combinations, caption_for, make_item, render_image, world_items
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,6 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
     """Build the whole bundle into ``out``; returns the evaluation report."""
     from ...data import read_manifest
     from ...embedding_to_image import train_embedding_to_image
-    from ...generate import Generator
     from ...index import GalleryIndex
     from ...pipeline import WavBriVLPipeline
     from ...train import TrainConfig, train
@@ -118,10 +118,8 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
     from .world import write_world
 
     s = settings or StarterSettings()
-    out = Path(out)
-    work = Path(work) if work else out.parent / f".{out.name}-work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    folders = BuildFolders.prepare(out, work)
+    work, staging = folders.work, folders.staging
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -161,12 +159,7 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
 
     # Assemble the bundle in a temporary folder, then swap it in.
     t = time.perf_counter()
-    staging = out.parent / f".{out.name}-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.config.info.update({"bundle": "wavbrivl offline starter world", "seed": s.seed})
-    model.save_pretrained(staging)
-    generator = Generator(pipe, space_id=model.backbone_id, embed_dim=model.embed_dim, embed_norm=model.config.image_embed_norm)
-    generator.save_pretrained(staging / "generator")
+    folders.save_models(model, pipe, {"bundle": "wavbrivl offline starter world", "seed": s.seed})
     test_rows = [r for r in rows if r.split == "test"]
     (staging / "gallery").mkdir()
     gallery = []
@@ -199,10 +192,7 @@ def build_starter(out: str | Path, settings: StarterSettings | None = None, work
                        "audio_val": result.best_metrics, "generator_final_loss": float(np.mean(gen_losses[-50:])),
                        "skipped_rows": len(result.skipped)}
     write_report(report, staging)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    shutil.rmtree(work, ignore_errors=True)
+    folders.swap_in()
     return report
 
 
