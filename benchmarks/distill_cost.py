@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -26,42 +26,28 @@ sys.path.insert(0, str(REPO))
 MAX_BLOCKS = 13  # the first ~15 s of a clip, as the bundle's evaluation embeds it
 
 
-def _features(model, paths: list[Path], *, head: bool) -> np.ndarray:
-    """Mean over a clip's windows of the trunk's features (or of the unit-norm embeddings, ``head=True``)."""
+def _window_features(model, paths: list[Path]) -> list[torch.Tensor]:
+    """Each clip's trunk features ``[windows, C]`` (its first ``MAX_BLOCKS`` windows)."""
     from wavbrivl.audio import iter_windows
 
-    out = []
     with torch.no_grad():
-        for path in paths:
-            windows = torch.stack([w for w, _ in iter_windows(path, model.config.frontend)][:MAX_BLOCKS])
-            feats = model.audio_encoder.audio_encoder(model.frontend(windows))
-            if head:
-                feats = torch.nn.functional.normalize(model.audio_encoder.audio_transform(feats), dim=-1)
-            out.append(feats.mean(0).numpy())
-    return np.stack(out)
+        return [model.audio_encoder.audio_encoder(model.frontend(torch.stack([w for w, _ in iter_windows(p, model.config.frontend)][:MAX_BLOCKS])))
+                for p in paths]
 
 
-def _scores(labels: np.ndarray, ranked: list[list[str]]) -> dict[str, float]:
-    top1 = np.array([r[0] == y for r, y in zip(ranked, labels)])
-    top5 = np.array([y in r[:5] for r, y in zip(ranked, labels)])
-    by: dict[str, list[int]] = defaultdict(list)
-    for i, y in enumerate(labels):
-        by[y].append(i)
-    return {"clip_top1": top1.mean(), "clip_top5": top5.mean(),
-            "concept_top1": np.mean([top1[i].mean() for i in by.values()]),
-            "concept_top5": np.mean([top5[i].mean() for i in by.values()])}
+def _top5_hits(labels: np.ndarray, ranked: list[list[str]]) -> dict[str, list[bool]]:
+    return {"top1": [r[0] == y for r, y in zip(ranked, labels)], "top5": [y in r[:5] for r, y in zip(ranked, labels)]}
 
 
-def _probe(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> dict[str, float]:
+def _probe(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> dict[str, list[bool]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
     clf.fit(x[train], labels[train])
-    proba = clf.predict_proba(x[~train])
     classes = clf.classes_
-    return _scores(labels[~train], [list(classes[np.argsort(-p)]) for p in proba])
+    return _top5_hits(labels[~train], [list(classes[np.argsort(-p)]) for p in clf.predict_proba(x[~train])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from wavbrivl import WavBriVLPipeline
     from wavbrivl.worlds.everyday.build import teacher_model
+    from wavbrivl.worlds.everyday.evaluate import averaged, zero_shot_hits
     from wavbrivl.worlds.everyday.world import EverydayWorld
 
     world = EverydayWorld.load(args.world)
@@ -88,22 +75,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} recordings of {len(set(labels))} heard concepts; {int((~train).sum())} held-out clips from "
           f"sources the encoder never heard", flush=True)
 
+    chance = {"top1": 1 / len(set(labels)), "top5": 5 / len(set(labels))}
+    held = list(labels[~train])
     results: dict[str, dict[str, float]] = {}
-    for name, model, head in (("aisfx trunk (as it ships), linear probe", teacher, False),
-                              ("student trunk (distilled), linear probe", student, False),
-                              ("student + head (the shared space), linear probe", student, True)):
-        t = time.perf_counter()
-        results[name] = _probe(_features(model, paths, head=head), labels, train)
-        print(f"  {name}: {time.perf_counter() - t:.0f} s", flush=True)
+    t = time.perf_counter()
+    teacher_windows = _window_features(teacher, paths)
+    results["aisfx trunk (as it ships), linear probe"] = averaged(
+        _probe(np.stack([f.mean(0).numpy() for f in teacher_windows]), labels, train), held, chance)
+    print(f"  aisfx: {time.perf_counter() - t:.0f} s", flush=True)
+    t = time.perf_counter()
+    student_windows = _window_features(student, paths)  # one pass of the trunk serves both student rows
+    results["student trunk (distilled), linear probe"] = averaged(
+        _probe(np.stack([f.mean(0).numpy() for f in student_windows]), labels, train), held, chance)
+    with torch.no_grad():
+        heads = [F.normalize(student.audio_encoder.audio_transform(f), dim=-1).mean(0).numpy() for f in student_windows]
+    results["student + head (the shared space), linear probe"] = averaged(_probe(np.stack(heads), labels, train), held, chance)
+    print(f"  student: {time.perf_counter() - t:.0f} s", flush=True)
     names = sorted(set(labels))
-    held = [r for r, tr in zip(rows, train) if not tr]
-    ranked = [list(pipe.classify(r.audio, names)) for r in held]
-    results[f"bundle zero-shot over the {len(names)} heard concept names (no probe)"] = _scores(labels[~train], ranked)
+    embedded = torch.stack([pipe.embed(p) for p, tr in zip(paths, train) if not tr])  # the embedding the demo uses
+    results[f"bundle zero-shot over the {len(names)} heard concept names (no probe)"] = averaged(
+        zero_shot_hits(pipe.zero_shot_classifier(names), embedded, held), held, chance)
 
     print("\n| features | per clip top-1 | top-5 | per concept top-1 | top-5 |\n|---|---|---|---|---|")
     for name, s in results.items():
-        print(f"| {name} | {s['clip_top1']:.3f} | {s['clip_top5']:.3f} | {s['concept_top1']:.3f} | {s['concept_top5']:.3f} |")
-    print(f"\nchance: top-1 {1 / len(names):.3f}, top-5 {5 / len(names):.3f}")
+        print(f"| {name} | {s['top1_per_clip']:.3f} | {s['top5_per_clip']:.3f} | {s['top1']:.3f} | {s['top5']:.3f} |")
+    print(f"\nchance: top-1 {chance['top1']:.3f}, top-5 {chance['top5']:.3f}")
     return 0
 
 

@@ -177,7 +177,7 @@ def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: fl
     captions = sorted({r.caption for r in rows})
     text = dict(zip(captions, model.embed_text(captions)))
     blended = (1.0 - weight) * targets + weight * torch.stack([text[r.caption] for r in rows])
-    return torch.nn.functional.normalize(blended, dim=-1)
+    return F.normalize(blended, dim=-1)
 
 
 def evaluate_retrieval(
