@@ -247,6 +247,22 @@ def test_caption_weight_moves_the_targets_onto_the_captions(world, tmp_path):
         TrainConfig(manifest="m", out="o", caption_weight=1.5)
 
 
+def test_the_generator_reads_the_points_the_audio_head_aims_at(world, tiny_model):
+    """The everyday build conditions its generator on each drawing's embedding moved toward its concept's caption
+    exactly as far as the head's targets were moved, so a sound that lands where it was trained to paints its concept."""
+    from wavbrivl.worlds.everyday.build import generator_conditions
+
+    rows = [r for r in read_manifest(world) if r.split == "train"][:6]
+    model = tiny_model
+    pictures, labels = [r.images[0] for r in rows], [r.caption for r in rows]
+    image, text = model.embed_image(pictures), model.embed_text(labels)
+    assert torch.allclose(generator_conditions(model, pictures, labels, 0.0), image)
+    assert torch.allclose(generator_conditions(model, pictures, labels, 1.0), text, atol=1e-5)
+    half = generator_conditions(model, pictures, labels, 0.5)
+    assert torch.allclose(half, torch.nn.functional.normalize(image + text, dim=-1), atol=1e-5)
+    assert torch.allclose(half.norm(dim=-1), torch.ones(len(rows)), atol=1e-5)
+
+
 def test_caption_weight_needs_a_caption_on_every_row(world, tmp_path):
     lines = world.read_text().splitlines()
     header = lines[0].split(",")
@@ -257,3 +273,39 @@ def test_caption_weight_needs_a_caption_on_every_row(world, tmp_path):
     with pytest.raises(ValueError, match=r"no_caption.csv: caption_weight needs a caption on every row; 1 have none"):
         train(TrainConfig(manifest=str(manifest), out=str(tmp_path / "r"), caption_weight=0.5, max_steps=2, batch_size=8,
                           progress=False))
+
+
+def test_balance_labels_draws_every_label_equally_often(world, tmp_path):
+    """A concept with many takes beside concepts with two each: balance_labels=1 draws each label about as often,
+    0 draws as the data is mixed; the draws stay a pure function of (seed, step), so a resumed run repeats them."""
+    from collections import Counter
+
+    from wavbrivl.train import Trainer
+
+    lines = world.read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [line for line in lines[1:] if line.split(",")[header.index("split")] == "train"]
+    label = [line.split(",")[header.index("label")] for line in rows]
+    big = label[0]
+    small = [x for x in dict.fromkeys(label) if x != big][:3]
+    keep = [r for r, x in zip(rows, label) if x == big] + [r for s in small for r in [r for r, x in zip(rows, label) if x == s][:2]]
+    manifest = world.parent / "skewed.csv"
+    manifest.write_text("\n".join([lines[0], *keep]) + "\n")
+    n_big = len(keep) - 6
+    names = [r.label for r in read_manifest(manifest) if r.split == "train"]  # the trainer's rows, in its order
+
+    def shares(balance: float) -> tuple[dict[str, float], Trainer]:
+        trainer = Trainer(TrainConfig(manifest=str(manifest), out=str(tmp_path / f"b{balance}"), batch_size=4, max_steps=4,
+                                      balance_labels=balance, val_every=1000, progress=False, cache_dir=str(tmp_path / "c")))
+        draws = [i for step in range(trainer.steps_per_epoch * 300) for i in trainer._batch_indices(step)]
+        counts = Counter(names[i] for i in draws)
+        return {k: v / len(draws) for k, v in counts.items()}, trainer
+
+    balanced, trainer = shares(1.0)
+    assert set(balanced) == {big, *small}
+    assert all(abs(share - 0.25) < 0.05 for share in balanced.values()), balanced
+    assert trainer._batch_indices(7) == shares(1.0)[1]._batch_indices(7)
+    mixed, _ = shares(0.0)
+    assert abs(mixed[big] - n_big / len(keep)) < 0.02, mixed
+    with pytest.raises(ValueError, match="balance_labels"):
+        TrainConfig(manifest="m", out="o", balance_labels=2.0)

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,10 @@ class TrainConfig:
     mix_db: list[float] = field(default_factory=lambda: [-20.0, -10.0])
     # Clips sharing a label are not each other's negatives (with labelled data: several takes of one concept).
     mask_same_label: bool = False
+    # How evenly labels are drawn: each clip is drawn with weight count(its label) ** -balance_labels (0: every
+    # clip equally often, the data's own mix; 1: every label equally often). With a few hundred takes of one
+    # concept beside two of another, 0 teaches mostly the big ones.
+    balance_labels: float = 0.0
     max_clip_seconds: float = 30.0
     val_every: int = 100
     checkpoint_every: int = 200
@@ -101,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"loss must be 'moco' or 'clip', not {self.loss!r}")
         if self.align_weight < 0:
             raise ValueError(f"align_weight must be >= 0, not {self.align_weight}")
+        if not 0.0 <= self.balance_labels <= 1.0:
+            raise ValueError(f"balance_labels must be in [0, 1], not {self.balance_labels}")
         if not 0.0 <= self.caption_weight <= 1.0:
             raise ValueError(f"caption_weight must be in [0, 1], not {self.caption_weight}")
         if self.momentum is not None and not 0.0 < self.momentum < 1.0:
@@ -176,8 +183,13 @@ def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: fl
                          f"(first: {missing[0]})")
     captions = sorted({r.caption for r in rows})
     text = dict(zip(captions, model.embed_text(captions)))
-    blended = (1.0 - weight) * targets + weight * torch.stack([text[r.caption] for r in rows])
-    return F.normalize(blended, dim=-1)
+    return toward_text(targets, torch.stack([text[r.caption] for r in rows]), weight)
+
+
+def toward_text(targets: torch.Tensor, text: torch.Tensor, weight: float) -> torch.Tensor:
+    """Unit targets moved ``weight`` of the way to their matching unit text embeddings. The one definition of
+    where an embedding is meant to land, shared by the trainer and by a generator that must read the same points."""
+    return targets if weight == 0.0 else F.normalize((1.0 - weight) * targets + weight * text, dim=-1)
 
 
 def evaluate_retrieval(
@@ -278,6 +290,12 @@ class Trainer:
                 raise ValueError(f"{cfg.manifest}: mask_same_label needs a label on every training row")
             names = sorted({r.label for r in train_rows})
             self.label_ids = torch.tensor([names.index(r.label) for r in train_rows])
+        self.draw_weights = None
+        if cfg.balance_labels:
+            if not all(r.label for r in train_rows):
+                raise ValueError(f"{cfg.manifest}: balance_labels needs a label on every training row")
+            counts = Counter(r.label for r in train_rows)
+            self.draw_weights = torch.tensor([counts[r.label] ** -cfg.balance_labels for r in train_rows], dtype=torch.float64)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -335,7 +353,11 @@ class Trainer:
         """The clips of step ``step``: a fixed permutation per epoch, so a resumed run draws the same batches."""
         cfg, n = self.cfg, len(self.waves)
         epoch, offset = divmod(step, self.steps_per_epoch)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).tolist()
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        if self.draw_weights is None:
+            perm = torch.randperm(n, generator=g).tolist()
+        else:  # an epoch of n draws, with replacement, weighted by label
+            perm = torch.multinomial(self.draw_weights, n, replacement=True, generator=g).tolist()
         idx = perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
         if len(idx) < 2:  # a last batch of one clip has no negatives: take it from the front of the epoch
             idx = perm[: cfg.batch_size]

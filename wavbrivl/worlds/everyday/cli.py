@@ -129,7 +129,7 @@ def run_eval(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     built = json.loads((bundle / "report.json").read_text())["build"]["settings"]
     report = evaluate_bundle(bundle, EverydayWorld.load(Path(args.cache) / "world"), seed=built["seed"],
-                             judge_steps=built["judge_steps"])
+                             judge_steps=built["judge_steps"], judge_size=built.get("judge_size", 64))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_report(report, out)
