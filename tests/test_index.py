@@ -84,6 +84,9 @@ def test_build_add_resume_idempotent(tiny_model, image_dir, tmp_path, monkeypatc
     assert report.added == 0 and report.already_indexed == 8 and calls["n"] == 8
     grown, report = GalleryIndex.build(tiny_model, out, images=image_dir, progress=False)
     assert report.added == 4 and calls["n"] == 12 and grown.count("image") == 12
+    # Each item says where it came from relative to the index, never as a path of the machine that built it.
+    assert {m["source"] for m in grown.meta if m["kind"] == "image"} == {"", "../imgs"}
+    assert not any(str(tmp_path) in line for f in out.glob("meta-*.jsonl") for line in f.read_text().splitlines())
     # A crash after a shard was written but before index.json listed it: the shard is ignored, resume redoes it.
     (out / "emb-000099.npy").write_bytes(b"half written")
     header = json.loads((out / "index.json").read_text())

@@ -229,7 +229,7 @@ class GalleryIndex:
                     continue
                 known.add(digest)
                 rel = os.path.relpath(Path(path).resolve(), root.resolve())
-                pending.append((img, {"kind": "image", "path": rel, "caption": caption, "source": str(images) if not isinstance(images, (list, tuple)) else "",
+                pending.append((img, {"kind": "image", "path": rel, "caption": caption, "source": _relative_source(images, root),
                                       "width": img.width, "height": img.height, "sha256": digest}))
                 if len(pending) >= batch_size:
                     flush("image")
@@ -241,7 +241,7 @@ class GalleryIndex:
                     report.already_indexed += 1
                     continue
                 known.add(digest)
-                pending.append((text, {"kind": "text", "path": None, "caption": text, "source": str(captions) if not isinstance(captions, (list, tuple)) else "",
+                pending.append((text, {"kind": "text", "path": None, "caption": text, "source": _relative_source(captions, root),
                                        "width": None, "height": None, "sha256": digest}))
                 if len(pending) >= 256:
                     flush("text")
@@ -367,6 +367,14 @@ def build_faiss(vectors: np.ndarray, m: int = 32, ef_search: int = 512):
     index.hnsw.efSearch = ef_search
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
+
+
+def _relative_source(source: Any, root: Path) -> str:
+    """Where a build's items came from, relative to the index (as item paths are): a bundle carries no path of the
+    machine that built it, and still says which manifest or folder fed it. Lists of items have no source."""
+    if source is None or isinstance(source, (list, tuple)):
+        return ""
+    return os.path.relpath(Path(source).resolve(), root.resolve())
 
 
 def _shard_digest(emb_path: Path, meta_path: Path) -> str:
