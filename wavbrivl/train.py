@@ -173,23 +173,25 @@ def _spec_augment(features: torch.Tensor, cfg: TrainConfig, g: torch.Generator) 
 
 
 def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: float, manifest: str) -> torch.Tensor:
-    """Targets moved ``weight`` of the way to the rows' caption embeddings (unit norm again); the text tower
-    runs once per distinct caption."""
+    """:func:`toward_text` with the rows' captions, once every row is known to have one."""
     if weight == 0.0:
         return targets
     missing = [str(r.audio) for r in rows if not r.caption]
     if missing:
         raise ValueError(f"{manifest}: caption_weight needs a caption on every row; {len(missing)} have none "
                          f"(first: {missing[0]})")
-    captions = sorted({r.caption for r in rows})
-    text = dict(zip(captions, model.embed_text(captions)))
-    return toward_text(targets, torch.stack([text[r.caption] for r in rows]), weight)
+    return toward_text(model, targets, [r.caption for r in rows], weight)
 
 
-def toward_text(targets: torch.Tensor, text: torch.Tensor, weight: float) -> torch.Tensor:
-    """Unit targets moved ``weight`` of the way to their matching unit text embeddings. The one definition of
-    where an embedding is meant to land, shared by the trainer and by a generator that must read the same points."""
-    return targets if weight == 0.0 else F.normalize((1.0 - weight) * targets + weight * text, dim=-1)
+def toward_text(model: WavBriVL, targets: torch.Tensor, texts: list[str], weight: float) -> torch.Tensor:
+    """Unit targets moved ``weight`` of the way to their texts' embeddings (unit norm again; the text tower runs
+    once per distinct text, not at all at weight 0). The one definition of where an embedding is meant to land,
+    shared by the trainer and by a generator that must read the same points."""
+    if weight == 0.0:
+        return targets
+    distinct = sorted(set(texts))
+    embedded = dict(zip(distinct, model.embed_text(distinct)))
+    return F.normalize((1.0 - weight) * targets + weight * torch.stack([embedded[t] for t in texts]), dim=-1)
 
 
 def evaluate_retrieval(

@@ -225,9 +225,7 @@ def generator_conditions(model: WavBriVL, images: list, labels: list[str], capti
     targets were (``caption_weight``), so that the generator learns on the very points sounds are trained to reach."""
     from ...train import toward_text
 
-    names = sorted(set(labels))
-    text = dict(zip(names, model.embed_text(names)))
-    return toward_text(model.embed_image(images), torch.stack([text[label] for label in labels]), caption_weight)
+    return toward_text(model, model.embed_image(images), labels, caption_weight)
 
 
 def concept_captions(world: EverydayWorld) -> dict[str, list[str]]:
