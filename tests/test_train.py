@@ -309,3 +309,20 @@ def test_balance_labels_draws_every_label_equally_often(world, tmp_path):
     assert abs(mixed[big] - n_big / len(keep)) < 0.02, mixed
     with pytest.raises(ValueError, match="balance_labels"):
         TrainConfig(manifest="m", out="o", balance_labels=2.0)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mask_same_label": True}, "mask_same_label needs"),
+    ({"balance_labels": 1.0}, "balance_labels needs"),
+    ({"mask_same_label": True, "balance_labels": 0.5}, "mask_same_label and balance_labels need"),
+])
+def test_the_label_options_name_the_manifest_when_a_row_has_no_label(world, tmp_path, options, message):
+    lines = world.read_text().splitlines()
+    column = lines[0].split(",").index("label")
+    rows = [line.split(",") for line in lines[1:]]
+    rows[0][column] = ""
+    manifest = world.parent / "unlabelled.csv"
+    manifest.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    with pytest.raises(ValueError, match=rf"unlabelled.csv: {message} a label on every training row"):
+        train(TrainConfig(manifest=str(manifest), out=str(tmp_path / "r"), max_steps=2, batch_size=8, progress=False,
+                          **options))

@@ -286,16 +286,16 @@ class Trainer:
         self.val_labels = [r.label for r in val_rows]
         model.config.image_embed_norm = mean_norm
         self.augmentation = cfg.augment()
+        uses_labels = [name for name in ("mask_same_label", "balance_labels") if getattr(cfg, name)]
+        if uses_labels and not all(r.label for r in train_rows):
+            raise ValueError(f"{cfg.manifest}: {' and '.join(uses_labels)} need{'s' if len(uses_labels) == 1 else ''} "
+                             "a label on every training row")
         self.label_ids = None
         if cfg.mask_same_label:
-            if not all(r.label for r in train_rows):
-                raise ValueError(f"{cfg.manifest}: mask_same_label needs a label on every training row")
             names = sorted({r.label for r in train_rows})
             self.label_ids = torch.tensor([names.index(r.label) for r in train_rows])
         self.draw_weights = None
         if cfg.balance_labels:
-            if not all(r.label for r in train_rows):
-                raise ValueError(f"{cfg.manifest}: balance_labels needs a label on every training row")
             counts = Counter(r.label for r in train_rows)
             self.draw_weights = torch.tensor([counts[r.label] ** -cfg.balance_labels for r in train_rows], dtype=torch.float64)
 
