@@ -35,19 +35,17 @@ def _window_features(model, paths: list[Path]) -> list[torch.Tensor]:
                 for p in paths]
 
 
-def _top5_hits(labels: np.ndarray, ranked: list[list[str]]) -> dict[str, list[bool]]:
-    return {"top1": [r[0] == y for r, y in zip(ranked, labels)], "top5": [y in r[:5] for r, y in zip(ranked, labels)]}
-
-
 def _probe(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> dict[str, list[bool]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
+    from wavbrivl.worlds.everyday.evaluate import ranked_hits
+
     clf.fit(x[train], labels[train])
-    classes = clf.classes_
-    return _top5_hits(labels[~train], [list(classes[np.argsort(-p)]) for p in clf.predict_proba(x[~train])])
+    classes = list(clf.classes_)
+    return ranked_hits(torch.from_numpy(clf.predict_proba(x[~train])), [classes.index(y) for y in labels[~train]])
 
 
 def main(argv: list[str] | None = None) -> int:

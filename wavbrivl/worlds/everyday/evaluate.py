@@ -69,9 +69,7 @@ def train_judge(pictures: torch.Tensor, labels: Sequence[int], n_classes: int, *
 def judge_hits(judge: DrawingJudge, pictures: torch.Tensor, labels: Sequence[int]) -> dict[str, list[bool]]:
     """Whether the judge names each picture's concept first, and among its first five."""
     logits = torch.cat([judge(pictures[i : i + 128].float() / 255) for i in range(0, len(pictures), 128)])
-    truth = torch.as_tensor(labels)
-    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-    return {"top1": (top[:, 0] == truth).tolist(), "top5": (top == truth[:, None]).any(1).tolist()}
+    return ranked_hits(logits, labels)
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -89,10 +87,15 @@ def averaged(hits: dict[str, Sequence[bool]], labels: Sequence[str], chance: dic
     return out
 
 
+def ranked_hits(scores: torch.Tensor, truth: Sequence[int]) -> dict[str, list[bool]]:
+    """Whether each row's true class ``[N]`` scores highest of ``scores [N, classes]``, and among the first five."""
+    top = scores.topk(min(5, scores.shape[1]), dim=1).indices
+    truth_ = torch.as_tensor(truth)
+    return {"top1": (top[:, 0] == truth_).tolist(), "top5": (top == truth_[:, None]).any(1).tolist()}
+
+
 def zero_shot_hits(classifier: ZeroShotClassifier, audio: torch.Tensor, labels: Sequence[str]) -> dict[str, list[bool]]:
-    top = classifier.scores(audio).topk(min(5, len(classifier.labels)), dim=1).indices
-    truth = torch.tensor([classifier.labels.index(label) for label in labels])
-    return {"top1": (top[:, 0] == truth).tolist(), "top5": (top == truth[:, None]).any(1).tolist()}
+    return ranked_hits(classifier.scores(audio), [classifier.labels.index(label) for label in labels])
 
 
 def generate_and_judge(pipeline, audio: torch.Tensor, labels: Sequence[str], names: Sequence[str], judge: DrawingJudge,
