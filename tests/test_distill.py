@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wavbrivl.audio import FrontEndConfig
-from wavbrivl.augment import Augment, change_speed, crop_batch
+from wavbrivl.augment import EQ_POINTS, Augment, change_speed, crop_batch, equalise
 from wavbrivl.backbone import BackboneConfig
 from wavbrivl.distill import DistillConfig, distill_trunk
 from wavbrivl.encoder import EncoderConfig
@@ -35,6 +35,25 @@ def test_augmentations_do_what_they_say():
     assert spectrum[880 // 2] == spectrum.max() and 0.2 < spectrum[440 // 2] / spectrum[880 // 2] < 0.45
     with pytest.raises(ValueError, match="speed"):
         Augment(speed=0.7)
+
+
+def test_the_random_equaliser_colours_a_clip_and_nothing_else():
+    """Flat gains leave a clip as it was; a raised top band raises a high tone and leaves a low one; the
+    equaliser adds nothing to a clip's padding and draws the same colour for the same generator."""
+    clip = torch.from_numpy(tone(200, 1.0) + tone(6000, 1.0))[None]
+    assert torch.allclose(equalise(clip, torch.zeros(1, EQ_POINTS)), clip, atol=1e-5)
+    tilted = equalise(clip, torch.tensor([[0.0] * (EQ_POINTS - 2) + [12.0, 12.0]]))
+    before, after = np.abs(np.fft.rfft(clip[0].numpy())), np.abs(np.fft.rfft(tilted[0].numpy()))
+    assert abs(after[200] / before[200] - 1) < 0.05  # 1-second clip: bin k is k Hz
+    assert 2.5 < after[6000] / before[6000] < 4.0  # +12 dB at the top of the band (16 kHz clip: 6 kHz is near it)
+    short = [tone(440, 1.0), tone(880, 0.5)]
+    aug = Augment(gain_db=0, time_shift=False, eq_db=12.0)
+    a, valid = crop_batch(short, [0, 1], 16000, torch.Generator().manual_seed(3), aug)
+    b, _ = crop_batch(short, [0, 1], 16000, torch.Generator().manual_seed(3), aug)
+    assert torch.equal(a, b) and valid.tolist() == [16000, 8000] and a[1, 8000:].abs().max() == 0
+    assert not torch.allclose(a[0], torch.from_numpy(short[0]), atol=1e-3)
+    with pytest.raises(ValueError, match="eq_db"):
+        Augment(eq_db=-1.0)
 
 
 def model(encoder: EncoderConfig, seed: int, rate: int, window: float = 1.0) -> WavBriVL:

@@ -1,4 +1,4 @@
-"""Waveform augmentation for training: random crops with gain, speed change, background noise and mixing.
+"""Waveform augmentation for training: random crops with gain, speed change, tone colour, background noise and mixing.
 
 A few real recordings per concept are little data; what a sound means survives a different level, a slightly
 faster or slower (so higher or lower) take, some background noise and another sound quietly underneath, so
@@ -21,7 +21,10 @@ class Augment:
     ``speed``: play back at a rate uniform in [1 - speed, 1 + speed] (pitch and tempo move together, like a tape).
     ``noise_snr_db``: add white noise at a signal-to-noise ratio uniform in [low, high] dB (None: off).
     ``mix_prob``/``mix_db``: with this probability mix another clip of the batch under the clip, at a level
-    uniform in [low, high] dB relative to it (the clip keeps its own target)."""
+    uniform in [low, high] dB relative to it (the clip keeps its own target).
+    ``eq_db``: colour each clip with a random smooth equaliser, its gain uniform in ±eq_db at
+    :data:`EQ_POINTS` points spread over a log-frequency axis (another microphone, room or game's mix: what
+    a held-out source changes most, while the sound stays the same thing)."""
 
     gain_db: float = 6.0
     time_shift: bool = True
@@ -29,12 +32,15 @@ class Augment:
     noise_snr_db: tuple[float, float] | None = None
     mix_prob: float = 0.0
     mix_db: tuple[float, float] = (-20.0, -10.0)
+    eq_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.speed < 0.5:
             raise ValueError(f"speed must be in [0, 0.5), not {self.speed}")
         if not 0.0 <= self.mix_prob <= 1.0:
             raise ValueError(f"mix_prob must be in [0, 1], not {self.mix_prob}")
+        if not 0.0 <= self.eq_db <= 40.0:
+            raise ValueError(f"eq_db must be in [0, 40], not {self.eq_db}")
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -76,12 +82,32 @@ def crop_batch(waves: list[np.ndarray], idx: list[int], window: int, g: torch.Ge
         valid[row] = offset + crop.numel()
     if aug is not None and aug.mix_prob > 0 and len(idx) > 1:
         batch = _mix(batch, valid, g, aug)
+    if aug is not None and aug.eq_db > 0:
+        batch = equalise(batch, torch.empty(len(idx), EQ_POINTS).uniform_(-aug.eq_db, aug.eq_db, generator=g)) * (
+            torch.arange(window)[None, :] < valid[:, None])
     if aug is not None and aug.noise_snr_db is not None:
         snr = torch.empty(len(idx), 1).uniform_(*aug.noise_snr_db, generator=g)
         noise = torch.randn(batch.shape, generator=g)
         inside = torch.arange(window)[None, :] < valid[:, None]
         batch = batch + noise * inside * _rms(batch) * 10 ** (-snr / 20)
     return batch, valid
+
+
+EQ_POINTS = 6  # control points of the random equaliser: broad tilts and bumps, not narrow notches
+
+
+def equalise(batch: torch.Tensor, gains_db: torch.Tensor) -> torch.Tensor:
+    """Each row of ``batch [B, T]`` through a zero-phase filter whose gain in dB is ``gains_db [B, K]`` at K points
+    evenly spaced in log frequency from 1/256 of the band to its top, interpolated linearly between them."""
+    n = batch.shape[-1]
+    spectrum = torch.fft.rfft(batch, dim=-1)
+    bins = spectrum.shape[-1]
+    position = torch.log2(torch.arange(bins, dtype=torch.float32).clamp_min(1) / (bins - 1)).clamp_min(-8.0) / 8.0 + 1.0
+    scaled = position * (gains_db.shape[1] - 1)  # 0 .. K-1 along the control points
+    low = scaled.floor().long().clamp(max=gains_db.shape[1] - 2)
+    frac = scaled - low
+    curve = gains_db[:, low] * (1 - frac) + gains_db[:, low + 1] * frac  # [B, bins]
+    return torch.fft.irfft(spectrum * 10 ** (curve / 20), n=n, dim=-1)
 
 
 def _mix(batch: torch.Tensor, valid: torch.Tensor, g: torch.Generator, aug: Augment) -> torch.Tensor:

@@ -85,6 +85,7 @@ class TrainConfig:
     noise_snr_db: list[float] | None = None  # [low, high]: white noise at a random SNR in that range
     mix_prob: float = 0.0  # chance of another clip of the batch mixed underneath, mix_db below the clip
     mix_db: list[float] = field(default_factory=lambda: [-20.0, -10.0])
+    eq_db: float = 0.0  # a random smooth equaliser of up to ±eq_db over log frequency (another recording chain)
     # Clips sharing a label are not each other's negatives (with labelled data: several takes of one concept).
     mask_same_label: bool = False
     # How evenly labels are drawn: each clip is drawn with weight count(its label) ** -balance_labels (0: every
@@ -124,7 +125,7 @@ class TrainConfig:
         """The waveform augmentation these options describe."""
         return Augment(gain_db=self.gain_db, time_shift=self.time_shift, speed=self.speed,
                        noise_snr_db=tuple(self.noise_snr_db) if self.noise_snr_db else None,
-                       mix_prob=self.mix_prob, mix_db=tuple(self.mix_db))
+                       mix_prob=self.mix_prob, mix_db=tuple(self.mix_db), eq_db=self.eq_db)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "TrainConfig":
