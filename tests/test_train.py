@@ -326,3 +326,24 @@ def test_the_label_options_name_the_manifest_when_a_row_has_no_label(world, tmp_
     with pytest.raises(ValueError, match=rf"unlabelled.csv: {message} a label on every training row"):
         train(TrainConfig(manifest=str(manifest), out=str(tmp_path / "r"), max_steps=2, batch_size=8, progress=False,
                           **options))
+
+
+def test_the_final_run_can_train_on_the_validation_split_too(world, tmp_path):
+    """Once a recipe is chosen, ``train_split="train,val"`` with ``val_split=""`` trains on both splits' clips for
+    the fixed number of steps and keeps the last checkpoint; asking to validate on a split it trains on is refused
+    before anything runs, naming the manifest."""
+    from wavbrivl.train import Trainer
+
+    rows = read_manifest(world)
+    n_train, n_val = sum(r.split == "train" for r in rows), sum(r.split == "val" for r in rows)
+    assert n_train and n_val
+    both = Trainer(TrainConfig(manifest=str(world), out=str(tmp_path / "both"), train_split="train,val", val_split="",
+                               batch_size=8, max_steps=3, progress=False, cache_dir=str(tmp_path / "c")))
+    assert len(both.waves) == n_train + n_val and both.val_targets is None
+    result = both.fit()
+    assert result.best_metrics["step"] == result.step == 3
+    assert WavBriVL.from_pretrained(result.best_dir).config.info["trained_steps"] == 3
+    for train_split in ("train,val", ""):  # "" trains on every row, the validation split's among them
+        with pytest.raises(ValueError, match=r"\.csv: split 'val' would be trained on and also choose the checkpoint"):
+            train(TrainConfig(manifest=str(world), out=str(tmp_path / "r"), train_split=train_split, max_steps=2,
+                              batch_size=8, progress=False))

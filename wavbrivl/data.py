@@ -79,8 +79,9 @@ def read_manifest(path: str | Path) -> list[PairedRow]:
 
 
 def select_split(rows: Iterable[PairedRow], split: str | None) -> list[PairedRow]:
-    """Rows of one split; ``None`` or ``""`` keeps all rows."""
-    return [r for r in rows if not split or r.split == split]
+    """Rows of one split, or of several named with commas (``"train,val"``); ``None`` or ``""`` keeps all rows."""
+    wanted = {s.strip() for s in split.split(",")} if split else None
+    return [r for r in rows if wanted is None or r.split in wanted]
 
 
 def check_images(row: PairedRow) -> str | None:

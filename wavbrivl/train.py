@@ -50,8 +50,8 @@ class TrainConfig:
     preset: str | None = "tiny"
     init: str | None = None  # start from this checkpoint (e.g. an imported Wav2CLIP one)
     train_head_only: bool = False  # freeze the CNN trunk, train the projection head (very small data)
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str = "train"  # several with commas: "train,val" trains on both once a recipe is chosen
+    val_split: str = "val"  # "": no validation (the last step's checkpoint is the best)
     cache_dir: str | None = None  # default: OUT/cache
     loss: str = "moco"  # "moco" (InfoNCE + memory queue) or "clip" (in-batch symmetric)
     queue_size: int = 4096
@@ -150,6 +150,11 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _split_names(splits: str | None) -> set[str]:
+    """``"train,val"`` -> ``{"train", "val"}``; empty for ``None`` / ``""``."""
+    return {name.strip() for name in (splits or "").split(",") if name.strip()}
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -268,7 +273,12 @@ class Trainer:
         if not any(r.split for r in rows):
             train_rows, val_rows = rows, []
         else:
-            train_rows, val_rows = select_split(rows, cfg.train_split), select_split(rows, cfg.val_split)
+            trained, validated = _split_names(cfg.train_split), _split_names(cfg.val_split)
+            if validated and (not trained or trained & validated):
+                raise ValueError(f"{cfg.manifest}: split {cfg.val_split!r} would be trained on and also choose the checkpoint; "
+                                 "set val_split to '' to train on it without validation")
+            train_rows = select_split(rows, cfg.train_split)
+            val_rows = select_split(rows, cfg.val_split) if validated else []
         if not train_rows:
             raise ValueError(f"{cfg.manifest}: no rows in split {cfg.train_split!r}")
         sr = model.config.frontend.sample_rate
