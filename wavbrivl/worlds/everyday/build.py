@@ -67,10 +67,6 @@ class EverydaySettings:
     distill_batch: int = 64
     distill_max_crops: int = 8000
     head_steps: int = 400
-    # The head's recipe was chosen on the validation sources (best steps 100-400 of 400); the bundle's head then
-    # also trains on them, for the fixed 400 steps: one more independent source for 65 of the 77 heard concepts, and zero-shot
-    # on new sources up on each of three seeds (docs/EXPERIMENTS.md). "train" keeps them for choosing the checkpoint.
-    head_splits: str = "train,val"
     head_batch: int = 64
     align_weight: float = 0.3
     # Half-way between the drawings' embeddings and the concept's words (MiniLM, the strong half of the space),
@@ -174,7 +170,6 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     t = time.perf_counter()
     result = train(TrainConfig(
         manifest=str(world.root / "manifest.csv"), out=str(work / "audio_run"), init=str(init_dir), train_head_only=True,
-        train_split=s.head_splits, val_split="" if "val" in s.head_splits.split(",") else "val",
         max_steps=s.head_steps, batch_size=s.head_batch, lr=2e-3, warmup_steps=min(50, s.head_steps // 5),
         queue_size=4096, val_every=max(25, s.head_steps // 4), checkpoint_every=10**9, seed=s.seed, progress=False,
         align_weight=s.align_weight, caption_weight=s.caption_weight, balance_labels=s.balance_labels,
@@ -188,8 +183,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     t = time.perf_counter()
     fit_pixels = load_pictures([p.path for p in fit], s.generator.sample_size)
     fit_images = [_pil(x) for x in fit_pixels]
-    # Conditions from the drawings' files, as the head's targets are embedded (not from the generator's 32-px copies).
-    pipe, gen_losses = train_embedding_to_image(fit_images, generator_conditions(model, [p.path for p in fit], [p.label for p in fit],
+    pipe, gen_losses = train_embedding_to_image(fit_images, generator_conditions(model, fit_images, [p.label for p in fit],
                                                                               s.caption_weight), s.generator)
     timings["generator_s"] = time.perf_counter() - t
     log.info("generator trained in %.0f s", timings["generator_s"])
