@@ -78,10 +78,15 @@ def read_manifest(path: str | Path) -> list[PairedRow]:
     return rows
 
 
+def split_names(splits: str | None) -> set[str]:
+    """``"train,val"`` -> ``{"train", "val"}``; empty for ``None`` / ``""``."""
+    return {name.strip() for name in (splits or "").split(",") if name.strip()}
+
+
 def select_split(rows: Iterable[PairedRow], split: str | None) -> list[PairedRow]:
     """Rows of one split, or of several named with commas (``"train,val"``); ``None`` or ``""`` keeps all rows."""
-    wanted = {s.strip() for s in split.split(",")} if split else None
-    return [r for r in rows if wanted is None or r.split in wanted]
+    wanted = split_names(split)
+    return [r for r in rows if not wanted or r.split in wanted]
 
 
 def check_images(row: PairedRow) -> str | None:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .augment import Augment, crop_batch
 from .cache import image_targets
-from .data import Skipped, load_waveforms, read_manifest, select_split
+from .data import Skipped, load_waveforms, read_manifest, select_split, split_names
 from .losses import MemoryQueue, Temperature, clip_loss, info_nce
 from .metrics import retrieval_metrics
 from .model import WavBriVL
@@ -152,11 +152,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _split_names(splits: str | None) -> set[str]:
-    """``"train,val"`` -> ``{"train", "val"}``; empty for ``None`` / ``""``."""
-    return {name.strip() for name in (splits or "").split(",") if name.strip()}
-
-
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 17) % (2**31 - 1)
 
@@ -273,7 +268,7 @@ class Trainer:
         if not any(r.split for r in rows):
             train_rows, val_rows = rows, []
         else:
-            trained, validated = _split_names(cfg.train_split), _split_names(cfg.val_split)
+            trained, validated = split_names(cfg.train_split), split_names(cfg.val_split)
             if validated and (not trained or trained & validated):
                 raise ValueError(f"{cfg.manifest}: split {cfg.val_split!r} would be trained on and also choose the checkpoint; "
                                  "set val_split to '' to train on it without validation")
