@@ -40,9 +40,9 @@ def _probe(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> dict[str, li
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
     from wavbrivl.worlds.everyday.evaluate import ranked_hits
 
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
     clf.fit(x[train], labels[train])
     classes = list(clf.classes_)
     return ranked_hits(torch.from_numpy(clf.predict_proba(x[~train])), [classes.index(y) for y in labels[~train]])

@@ -80,15 +80,14 @@ def crop_batch(waves: list[np.ndarray], idx: list[int], window: int, g: torch.Ge
             crop = crop * 10 ** (_uniform(g, -aug.gain_db, aug.gain_db) / 20)
         batch[row, offset : offset + crop.numel()] = crop
         valid[row] = offset + crop.numel()
+    inside = torch.arange(window)[None, :] < valid[:, None]  # where each clip is: nothing is added to its padding
     if aug is not None and aug.mix_prob > 0 and len(idx) > 1:
-        batch = _mix(batch, valid, g, aug)
+        batch = _mix(batch, inside, g, aug)
     if aug is not None and aug.eq_db > 0:
-        batch = equalise(batch, torch.empty(len(idx), EQ_POINTS).uniform_(-aug.eq_db, aug.eq_db, generator=g)) * (
-            torch.arange(window)[None, :] < valid[:, None])
+        batch = equalise(batch, torch.empty(len(idx), EQ_POINTS).uniform_(-aug.eq_db, aug.eq_db, generator=g)) * inside
     if aug is not None and aug.noise_snr_db is not None:
         snr = torch.empty(len(idx), 1).uniform_(*aug.noise_snr_db, generator=g)
         noise = torch.randn(batch.shape, generator=g)
-        inside = torch.arange(window)[None, :] < valid[:, None]
         batch = batch + noise * inside * _rms(batch) * 10 ** (-snr / 20)
     return batch, valid
 
@@ -110,11 +109,10 @@ def equalise(batch: torch.Tensor, gains_db: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum * 10 ** (curve / 20), n=n, dim=-1)
 
 
-def _mix(batch: torch.Tensor, valid: torch.Tensor, g: torch.Generator, aug: Augment) -> torch.Tensor:
+def _mix(batch: torch.Tensor, inside: torch.Tensor, g: torch.Generator, aug: Augment) -> torch.Tensor:
     """Each chosen row gets the next row of the batch underneath, ``mix_db`` below its own level."""
     chosen = torch.rand(batch.shape[0], generator=g) < aug.mix_prob
     level = torch.empty(batch.shape[0], 1).uniform_(*aug.mix_db, generator=g)
     other = batch.roll(1, dims=0)
-    inside = torch.arange(batch.shape[1])[None, :] < valid[:, None]
     scale = _rms(batch) / _rms(other) * 10 ** (level / 20)
     return torch.where(chosen[:, None], batch + other * scale * inside, batch)
