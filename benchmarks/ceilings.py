@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from wavbrivl import WavBriVLPipeline
     from wavbrivl.train import toward_text
-    from wavbrivl.worlds.everyday.evaluate import averaged, gallery_chance, judge_hits, ranked_hits, train_judge
+    from wavbrivl.worlds.everyday.evaluate import (averaged, gallery_chance, generate_and_judge, judge_hits, ranked_hits,
+                                                   train_judge)
     from wavbrivl.worlds.everyday.world import EverydayWorld, load_pictures
 
     report = json.loads((Path(args.bundle) / "report.json").read_text())
@@ -59,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
 
     with torch.no_grad():
-        fit_emb = F.normalize(model.embed_image([load_image(q.path) for q in fit]), dim=-1)
+        fit_emb = model.embed_image([q.path for q in fit])  # unit embeddings
         drawings = F.normalize(torch.stack([fit_emb[torch.from_numpy(fit_labels == c)].mean(0) for c in names]), dim=-1)
         classifier = pipe.zero_shot_classifier(names)
         points = {f"drawings x{1 - settings['caption_weight']:g} + name x{settings['caption_weight']:g} (the head's target)":
                   toward_text(model, drawings, names, settings["caption_weight"]),
                   "the concept's words (prompt ensemble)": classifier.embeddings}
         held = [q for q in world.pictures if q.split == "gallery"]
-        held_emb = model.embed_image([load_image(q.path) for q in held])
+        held_emb = model.embed_image([q.path for q in held])
     rows: list[tuple[str, str, dict]] = []
     for name, point in points.items():
         top5 = pipe.index.search(point, 5, kind="image")
@@ -89,12 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     for name, point in points.items():
         labels = [c for c in names for _ in range(args.per_concept)]
-        cond = point.repeat_interleave(args.per_concept, dim=0)
-        images = [im for i in range(0, len(cond), 32) for im in pipe.generate_from_embedding(cond[i : i + 32], seed=i)]
-        pixels = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size))).copy())
-                              for im in images]).permute(0, 3, 1, 2)
-        rows.append(("generation ceiling", f"judge on pictures painted from {name}",
-                     averaged(judge_hits(judge, pixels, [names.index(c) for c in labels]), labels, chance)))
+        _, judged, _ = generate_and_judge(pipe, point.repeat_interleave(args.per_concept, dim=0), labels, names, judge,
+                                          seed=int(settings["seed"]))
+        rows.append(("generation ceiling", f"judge on pictures painted from {name}", averaged(judged, labels, chance)))
     print(f"generation: {time.perf_counter() - t:.0f} s", flush=True)
 
     heard = report["heard"]
@@ -106,12 +104,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{heard['audio_to_picture']['R@1']:.3f} R@5 {heard['audio_to_picture']['R@5']:.3f}; zero-shot top-1 "
           f"{heard['zeroshot']['top1']:.3f}; generation judge top-5 {heard['generation_judge']['top5']:.3f}")
     return 0
-
-
-def load_image(path: Path):
-    from PIL import Image
-
-    return Image.open(path).convert("RGB")
 
 
 if __name__ == "__main__":
