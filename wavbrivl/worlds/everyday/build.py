@@ -27,7 +27,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from ...model import WavBriVL, WavBriVLConfig
 from ..folders import BuildFolders
 from .backbone import CAPTION_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
 from .world import EverydayWorld, load_pictures, load_recordings
+
+if TYPE_CHECKING:
+    from ...train import TrainConfig
 
 log = logging.getLogger(__name__)
 AISFX_WHEEL = "aisfx-0.1.2-py2.py3-none-any.whl"
@@ -110,6 +113,22 @@ def student_config(backbone_dir: Path, backbone_id: str, s: EverydaySettings, em
         embed_dim=embed_dim, preset="everyday", info={"bundle": "wavbrivl everyday world"})
 
 
+def head_config(s: EverydaySettings, manifest: str | Path, out: str | Path, init: str | Path, cache_dir: str | Path,
+                seed: int | None = None) -> TrainConfig:
+    """The build's recipe for the audio head (the student's trunk frozen), on any manifest: the build uses the
+    world's, ``benchmarks/sources.py`` the same world with more sources."""
+    from ...train import TrainConfig
+
+    return TrainConfig(
+        manifest=str(manifest), out=str(out), init=str(init), train_head_only=True,
+        max_steps=s.head_steps, batch_size=s.head_batch, lr=2e-3, warmup_steps=min(50, s.head_steps // 5),
+        queue_size=4096, val_every=max(25, s.head_steps // 4), checkpoint_every=10**9,
+        seed=s.seed if seed is None else seed, progress=False,
+        align_weight=s.align_weight, caption_weight=s.caption_weight, balance_labels=s.balance_labels,
+        mask_same_label=True, speed=0.05, noise_snr_db=[15.0, 40.0], mix_prob=0.25,
+        mix_db=[-20.0, -8.0], cache_dir=str(cache_dir))
+
+
 def teacher_model(backbone: BackboneConfig, embed_dim: int, wheel: Path) -> WavBriVL:
     """aisfx with its published weights (the trunk the student learns from; its head is not used)."""
     from ... import aisfx
@@ -127,7 +146,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     """
     from ...distill import DistillConfig, distill_trunk
     from ...embedding_to_image import train_embedding_to_image
-    from ...train import TrainConfig, train
+    from ...train import train
     from .backbone import train_image_tower
 
     s = settings or EverydaySettings()
@@ -168,13 +187,7 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     log.info("aisfx distilled into the student (%d crops, held-out R² %.2f) in %.0f s", distilled.crops, distilled.holdout_r2,
              timings["distill_s"])
     t = time.perf_counter()
-    result = train(TrainConfig(
-        manifest=str(world.root / "manifest.csv"), out=str(work / "audio_run"), init=str(init_dir), train_head_only=True,
-        max_steps=s.head_steps, batch_size=s.head_batch, lr=2e-3, warmup_steps=min(50, s.head_steps // 5),
-        queue_size=4096, val_every=max(25, s.head_steps // 4), checkpoint_every=10**9, seed=s.seed, progress=False,
-        align_weight=s.align_weight, caption_weight=s.caption_weight, balance_labels=s.balance_labels,
-        mask_same_label=True, speed=0.05, noise_snr_db=[15.0, 40.0], mix_prob=0.25,
-        mix_db=[-20.0, -8.0], cache_dir=str(work / "cache")))
+    result = train(head_config(s, world.root / "manifest.csv", work / "audio_run", init_dir, work / "cache"))
     model = WavBriVL.from_pretrained(result.best_dir)
     timings["audio_head_s"] = time.perf_counter() - t
     log.info("audio head trained in %.0f s (validation %s)", timings["audio_head_s"], result.best_metrics)
