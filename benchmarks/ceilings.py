@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from wavbrivl import WavBriVLPipeline
     from wavbrivl.train import toward_text
     from wavbrivl.worlds.everyday.evaluate import (averaged, gallery_chance, generate_and_judge, judge_hits, ranked_hits,
-                                                   train_judge)
+                                                   retrieval_hits, train_judge)
     from wavbrivl.worlds.everyday.world import EverydayWorld, load_pictures
 
     report = json.loads((Path(args.bundle) / "report.json").read_text())
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, dict]] = []
     for name, point in points.items():
         top5 = pipe.index.search(point, 5, kind="image")
-        hits = {f"R@{k}": [any(h.caption == c for h in top5[i][:k]) for i, c in enumerate(names)] for k in (1, 5)}
+        hits = retrieval_hits(top5, names)
         rows.append(("audio -> picture ceiling", name, averaged(hits, names, gallery_chance(names, gallery_labels))))
         rows.append(("zero-shot ceiling", name, averaged(ranked_hits(classifier.scores(point), list(range(n))), names, chance)))
     held_labels = [q.label for q in held]

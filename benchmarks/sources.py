@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from wavbrivl import WavBriVL, WavBriVLPipeline
     from wavbrivl.train import train
     from wavbrivl.worlds.everyday.build import EverydaySettings, head_config
-    from wavbrivl.worlds.everyday.evaluate import averaged, gallery_chance, zero_shot_hits
+    from wavbrivl.worlds.everyday.evaluate import averaged, gallery_chance, ranked_hits, retrieval_hits
     from wavbrivl.worlds.everyday.world import EverydayWorld
 
     world_root = Path(args.world).resolve()
@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     def score(model: WavBriVL) -> dict[str, Any]:
         embedded = model.embed_audio_many([r.audio for r in test], batch_size=64)
         labels = [test[i].label for i in embedded.indices]
-        hits = zero_shot_hits(classifier, embedded.embeddings, labels)
-        top5 = pipe.index.search(embedded.embeddings, 5, kind="image")
-        hits |= {f"R@{k}": [any(h.caption == c for h in top5[i][:k]) for i, c in enumerate(labels)] for k in (1, 5)}
+        scores = classifier.scores(embedded.embeddings)
+        hits = ranked_hits(scores, [names.index(c) for c in labels])
+        hits |= retrieval_hits(pipe.index.search(embedded.embeddings, 5, kind="image"), labels)
         out = {}
         for group, keep in (("gained", lambda c: c in added), ("others", lambda c: c not in added), ("all heard", lambda c: True)):
             idx = [i for i, c in enumerate(labels) if keep(c)]
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             out[group] = averaged({k: [v[i] for i in idx] for k, v in hits.items()}, group_labels, chance)
         # The held-out speech source is a third of the clips: what its clips are named, the first thing a
         # per-concept average hides.
-        answers = classifier.scores(embedded.embeddings).argmax(1).tolist()
+        answers = scores.argmax(1).tolist()
         out["speech"] = Counter(names[a] for a, c in zip(answers, labels) if c == "speech").most_common(2)
         return out
 

@@ -94,6 +94,12 @@ def ranked_hits(scores: torch.Tensor, truth: Sequence[int]) -> dict[str, list[bo
     return {"top1": (top[:, 0] == truth_).tolist(), "top5": (top == truth_[:, None]).any(1).tolist()}
 
 
+def retrieval_hits(results: Sequence[Sequence[Any]], labels: Sequence[str]) -> dict[str, list[bool]]:
+    """Whether a picture of each query's concept is the first of its search results (index hits with a
+    ``caption``), and among the first five: the audio -> picture R@1 / R@5 of the report."""
+    return {f"R@{k}": [any(h.caption == label for h in hits[:k]) for hits, label in zip(results, labels)] for k in (1, 5)}
+
+
 def zero_shot_hits(classifier: ZeroShotClassifier, audio: torch.Tensor, labels: Sequence[str]) -> dict[str, list[bool]]:
     return ranked_hits(classifier.scores(audio), [classifier.labels.index(label) for label in labels])
 
@@ -151,7 +157,7 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
             continue
         labels = [rows[i].label for i in pick]
         pixels, judged, tower = generate_and_judge(pipeline, audio[pick], labels, names, judge, seed=seed)
-        retrieval = {f"R@{k}": [any(h.caption == q for h in top5[i][:k]) for i, q in zip(pick, labels)] for k in (1, 5)}
+        retrieval = retrieval_hits([top5[i] for i in pick], labels)
         report[group] = {
             "audio_to_picture": averaged(retrieval, labels, gallery_chance(labels, gallery_labels)),
             "zeroshot": averaged(zero_shot_hits(classifier, audio[pick], labels), labels, {"top1": 1 / n, "top5": 5 / n}),
