@@ -169,6 +169,38 @@ def test_patched_averaged_stochastic_generator_round_trips(tmp_path):
         train_generator(images[:2], emb[:2], steps=1, sample_size=15, patch_size=2)
 
 
+def test_retrieved_references_start_the_picture_and_travel_with_the_pipeline(tmp_path):
+    """With references, a picture starts from the drawing nearest its condition, noised part-way (SDEdit), and
+    only the rest of the schedule runs; the references are saved beside the pipeline (PNG sheet + embeddings)
+    and can be switched off."""
+    from wavbrivl.embedding_to_image import References
+
+    images, emb = coloured_squares(4)
+    pipe, _ = train_generator(images, emb, steps=2, batch_size=4, sample_size=16, channels=(8, 16), patch_size=2)
+    pixels = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images[:2]])
+    pipe.set_references(pixels, emb[:2], strength=0.2)
+    assert pipe.config.retrieval_strength == 0.2
+    # The drawing nearest each condition is the one a picture starts from ...
+    assert torch.equal(pipe.references.nearest(emb[[1, 0, 3]]), pixels[[1, 0, 1]].float() / 127.5 - 1)
+    steps: list[int] = []
+    out = pipe(emb[[1, 0]], num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="np",
+               callback_on_step_end=lambda _p, i, _t, kw: steps.append(i) or kw)
+    assert len(steps) == 2  # ... noised to 20 % of the schedule: only the last 2 of 10 steps run
+    Generator(pipe, space_id="toy/space", embed_dim=8).save_pretrained(tmp_path / "g")
+    assert References.exists(tmp_path / "g")
+    loaded = Generator.from_pretrained(tmp_path / "g", device="cpu").pipeline
+    assert torch.equal(loaded.references.pixels, pixels) and loaded.config.retrieval_strength == 0.2
+    again = loaded(emb[[1, 0]], num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert np.array_equal(out, again)
+    loaded.use_references = False  # plain generation: every step, from noise
+    steps.clear()
+    plain = loaded(emb[[1, 0]], num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="np",
+                   callback_on_step_end=lambda _p, i, _t, kw: steps.append(i) or kw)
+    assert len(steps) == 10 and not np.array_equal(out, plain)
+    with pytest.raises(ValueError, match="uint8"):
+        References(pixels.float(), emb[:2])
+
+
 def test_min_snr_weighting_spends_the_loss_on_the_middle_noise_levels():
     """Min-SNR weights are at most 1, cap the cleanest steps and fade out the noisiest ones; training with
     them still learns."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -47,12 +48,14 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
 
     def __init__(
         self, unet: UNet2DConditionModel, scheduler: DDIMScheduler, embed_scale: float = 1.0, guidance_scale: float = 3.0,
-        patch_size: int = 1, eta: float = 0.0,
+        patch_size: int = 1, eta: float = 0.0, retrieval_strength: float = 0.0,
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(embed_scale=float(embed_scale), guidance_scale=float(guidance_scale),
-                                patch_size=int(patch_size), eta=float(eta))
+                                patch_size=int(patch_size), eta=float(eta), retrieval_strength=float(retrieval_strength))
+        self.references: References | None = None
+        self.use_references = True
 
     @torch.no_grad()
     def __call__(
@@ -64,13 +67,32 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
         callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
         output_type: str = "pil",
         eta: float | None = None,
+        retrieval_strength: float | None = None,
     ):
+        """Pictures for unit embeddings ``[B, D]``.
+
+        With references (:meth:`set_references`) and a ``retrieval_strength`` s > 0 (default: the pipeline's
+        config, and only while ``use_references`` is on), each picture starts from the reference drawing whose
+        embedding is nearest the condition, noised to the level a fraction s through the schedule, and only the
+        last s of the steps run (SDEdit on a retrieved drawing, as retrieval-augmented diffusion does: RDM,
+        KNN-Diffusion): a small generator keeps a real drawing's structure instead of inventing one, and the
+        condition still decides what it is repainted into. s = 1 is plain generation.
+        """
         unet = self.unet
         b = image_embeds.shape[0]
         cond = image_embeds.to(unet.device, unet.dtype) * self.config.embed_scale
         size = unet.config.sample_size
         x = torch.randn((b, unet.config.in_channels, size, size), generator=generator, device="cpu").to(unet.device, unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps)
+        timesteps = self.scheduler.timesteps
+        strength = self.config.get("retrieval_strength", 0.0) if retrieval_strength is None else float(retrieval_strength)
+        if self.references is not None and self.use_references and 0 < strength < 1:
+            start = min(len(timesteps) - 1, int(round(len(timesteps) * (1 - strength))))
+            timesteps = timesteps[start:]
+            init = self.references.nearest(image_embeds.float().cpu())
+            if self.config.patch_size > 1:
+                init = F.pixel_unshuffle(init, self.config.patch_size)
+            x = self.scheduler.add_noise(init.to(x.device, x.dtype), x, timesteps[:1].repeat(b))
         if guidance_scale is None:
             guidance_scale = self.config.guidance_scale
         step_kwargs: dict[str, Any] = {"generator": generator}
@@ -78,7 +100,7 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
             step_kwargs["eta"] = self.config.eta if eta is None else float(eta)
         guided = guidance_scale > 1.0
         context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
-        for i, t in enumerate(self.scheduler.timesteps):
+        for i, t in enumerate(timesteps):
             inp = torch.cat([x, x]) if guided else x
             eps = unet(inp, t, encoder_hidden_states=context[:, None, :], class_labels=context).sample
             if guided:
@@ -93,6 +115,78 @@ class EmbeddingToImagePipeline(DiffusionPipeline):
         if output_type == "np":
             return images
         return ImageOutput([Image.fromarray(a) for a in images])
+
+
+    def set_references(self, pixels: torch.Tensor, embeddings: torch.Tensor, strength: float | None = None) -> None:
+        """Drawings ``[N, 3, S, S]`` (uint8, at the pipeline's picture size) and their embeddings ``[N, D]`` to
+        start pictures from (see :meth:`__call__`); ``strength`` also sets the default retrieval strength."""
+        self.references = References(pixels, embeddings)
+        if strength is not None:
+            self.register_to_config(retrieval_strength=float(strength))
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.references is not None:
+            self.references.save(Path(save_directory))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        pipe = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        folder = Path(pretrained_model_name_or_path)
+        if References.exists(folder):
+            pipe.references = References.load(folder)
+        return pipe
+
+
+class References:
+    """The drawings a pipeline may start from, with their embeddings: one PNG sheet (drawings compress far better
+    as a picture than as raw pixels) and a safetensors file of fp16 embeddings."""
+
+    SHEET, EMBEDS = "references.png", "references.safetensors"
+
+    def __init__(self, pixels: torch.Tensor, embeddings: torch.Tensor) -> None:
+        if pixels.dtype != torch.uint8 or pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"references must be uint8 [N, 3, S, S] pictures, not {tuple(pixels.shape)} {pixels.dtype}")
+        if len(pixels) != len(embeddings):
+            raise ValueError(f"{len(pixels)} reference pictures but {len(embeddings)} embeddings")
+        self.pixels = pixels
+        self.embeddings = F.normalize(embeddings.float(), dim=-1)
+
+    def nearest(self, queries: torch.Tensor) -> torch.Tensor:
+        """For each query embedding ``[B, D]``, the reference drawing nearest it (cosine), in [-1, 1]."""
+        best = (F.normalize(queries.float(), dim=-1) @ self.embeddings.T).argmax(dim=1)
+        return self.pixels[best].float() / 127.5 - 1
+
+    @classmethod
+    def exists(cls, folder: Path) -> bool:
+        return (folder / cls.SHEET).is_file() and (folder / cls.EMBEDS).is_file()
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        n, _, size, _ = self.pixels.shape
+        cols = int(np.ceil(np.sqrt(n)))
+        rows = int(np.ceil(n / cols))
+        sheet = torch.full((3, rows * size, cols * size), 255, dtype=torch.uint8)
+        for i, p in enumerate(self.pixels):
+            r, c = divmod(i, cols)
+            sheet[:, r * size:(r + 1) * size, c * size:(c + 1) * size] = p
+        Image.fromarray(sheet.permute(1, 2, 0).numpy()).save(folder / self.SHEET, optimize=True)
+        save_file({"embeddings": self.embeddings.half().contiguous()}, str(folder / self.EMBEDS),
+                  metadata={"count": str(n), "size": str(size), "cols": str(cols)})
+
+    @classmethod
+    def load(cls, folder: Path) -> "References":
+        from safetensors import safe_open
+
+        with safe_open(str(folder / cls.EMBEDS), framework="pt") as f:
+            meta = f.metadata()
+            embeddings = f.get_tensor("embeddings").float()
+        n, size, cols = int(meta["count"]), int(meta["size"]), int(meta["cols"])
+        sheet = torch.from_numpy(np.asarray(Image.open(folder / cls.SHEET).convert("RGB")).copy()).permute(2, 0, 1)
+        pixels = torch.stack([sheet[:, (i // cols) * size:(i // cols + 1) * size, (i % cols) * size:(i % cols + 1) * size]
+                              for i in range(n)])
+        return cls(pixels.contiguous(), embeddings)
 
 
 @dataclass
