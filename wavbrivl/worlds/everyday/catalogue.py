@@ -35,6 +35,18 @@ def load_json(name: str, path: str | Path | None = None) -> Any:
     return json.loads(Path(path or HERE / name).read_text())
 
 
+def with_vetted(catalogue: dict[str, Any], vetted: dict[str, Any] | None) -> dict[str, Any]:
+    """The catalogue with the corpus files that passed vetting (``vetted.json``, see :mod:`.vetting`) added to
+    their concepts as training recordings."""
+    from .vetting import accepted_recordings
+
+    extra = accepted_recordings(vetted or {})
+    if not extra:
+        return catalogue
+    concepts = [dict(c, audio=c["audio"] + extra.get(c["name"], [])) for c in catalogue["concepts"]]
+    return dict(catalogue, concepts=concepts)
+
+
 def load_corpus(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The corpus entries (``package, version, path, licence, seconds, md5[, attribution]``) from ``corpus.json``,
     which stores them per package with a common path prefix to stay small."""

@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--reduced", action="store_true", help="a CI-sized build (a few steps of everything)")
     b.set_defaults(func=run_build)
+    v = sub.add_parser("vet", help="decide which name-labelled corpus files join the catalogue, by listening models")
+    v.add_argument("--cache", required=True, help="the cache `fetch` filled (world/ and wheels/)")
+    v.add_argument("--bundle", default="assets/everyday", help="the bundle whose student listens (the current one)")
+    v.add_argument("--margin", type=float, default=None, help="cosine margin each model must give the named concept")
+    v.add_argument("--out", help="where to write vetted.json (default: beside the catalogue, committed data)")
+    v.set_defaults(func=run_vet)
     e = sub.add_parser("eval", help="re-run a bundle's evaluation on the world's held-out recordings")
     e.add_argument("--cache", required=True)
     e.add_argument("--bundle", default="assets/everyday")
@@ -42,13 +48,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalogue", help=argparse.SUPPRESS)  # tests: a fixture catalogue.json
     p.add_argument("--corpus", help=argparse.SUPPRESS)
     p.add_argument("--packages", help=argparse.SUPPRESS)
+    p.add_argument("--vetted", help=argparse.SUPPRESS)  # tests: a fixture vetted.json
 
 
 def select(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The catalogue, corpus and packages to use (the committed ones unless overridden), reduced if asked."""
-    from .catalogue import load_corpus, load_json, reduced
+    from .catalogue import HERE, load_corpus, load_json, reduced, with_vetted
 
     catalogue = load_json("catalogue.json", args.catalogue)
+    vetted = getattr(args, "vetted", None) or (None if args.catalogue else HERE / "vetted.json")
+    if vetted and Path(vetted).is_file():  # name-labelled corpus files the listening models agreed with
+        catalogue = with_vetted(catalogue, load_json("vetted.json", vetted))
     corpus = load_corpus(args.corpus)
     packages = load_json("packages.json", args.packages)
     if args.reduced:
@@ -118,6 +128,34 @@ def run_build(args: argparse.Namespace) -> int:
 
     print("\n".join(report_lines(report)))
     print(f"built {args.out} in {report['build']['timings']['total_s']:.0f} s")
+    return 0
+
+
+def run_vet(args: argparse.Namespace) -> int:
+    from ...model import WavBriVL
+    from .build import AISFX_WHEEL, teacher_model
+    from .catalogue import HERE
+    from .vetting import MARGIN, find_candidates, vet_candidates, vetted_document
+    from .world import EverydayWorld
+
+    cache = Path(args.cache)
+    world = EverydayWorld.load(cache / "world")
+    student = WavBriVL.from_pretrained(args.bundle).eval()
+    teacher = teacher_model(student.config.backbone, student.embed_dim, cache / "wheels" / AISFX_WHEEL)
+    candidates = find_candidates(world)
+    margin = MARGIN if args.margin is None else args.margin
+    start = time.monotonic()
+    verdicts = vet_candidates(world, candidates, {"aisfx": teacher, "student": student}, margin)
+    doc = vetted_document(verdicts, margin)
+    out = Path(args.out) if args.out else HERE / "vetted.json"
+    out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    counts: dict[str, list[int]] = {}
+    for v in verdicts:
+        counts.setdefault(v.concept, [0, 0])[0 if v.accepted else 1] += 1
+    for concept, (ok, no) in sorted(counts.items()):
+        print(f"  {concept:18s} accepted {ok:3d}  rejected {no:3d}")
+    print(f"vetted {len(verdicts)} candidates in {time.monotonic() - start:.0f} s: {len(doc['accepted'])} accepted, "
+          f"{len(doc['rejected'])} rejected -> {out}")
     return 0
 
 

@@ -53,7 +53,7 @@ def problems(cards: list[dict[str, Any]], missing_licences: list[str]) -> list[s
 def _file_rows(recordings: list[dict[str, Any]], pictures: list[dict[str, Any]], corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ("package", "version", "licence", "path", "attribution")
     rows = [{"file": r["audio"], "role": "recording", "concept": r["label"], "split": r["split"], "source": r["source"],
-             "kind": r["kind"], **{k: r[k] for k in keys}} for r in recordings]
+             "kind": r["kind"], "label_from": r.get("label_from", ""), **{k: r[k] for k in keys}} for r in recordings]
     rows += [{"file": p["image"], "role": "picture", "concept": p["label"], "split": p["split"], "kind": p["kind"],
               **{k: p[k] for k in keys}} for p in pictures]
     rows += [{"file": c["audio"], "role": "corpus", "concept": "", "split": "corpus", **{k: c[k] for k in keys}} for c in corpus]

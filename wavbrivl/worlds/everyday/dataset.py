@@ -34,6 +34,7 @@ from .sounds import SAMPLE_RATE, decode_clip, fingerprint, similarity, typing_se
 MANIFEST_IMAGES = 8  # pictures listed per manifest row
 GALLERY_SHARE = 0.25
 TYPING = ("keyboard typing", "bucklespring-data")  # single key clips that become typing sequences
+LABEL_FROM_CATALOGUE = "catalogue (chosen by package, folder and description when the catalogue was made)"
 DUPLICATE_SIMILARITY = 0.8  # fingerprint similarity above which a corpus clip is a copy of a concept take
 
 
@@ -44,7 +45,9 @@ def package_versions(extracted: Path) -> dict[str, str]:
 
 def choose_val_source(concept: dict[str, Any]) -> str | None:
     """For >= 4 sources: the second-smallest non-test source by file count, not a SoundFont render if possible."""
-    counts = Counter(a["source"] for a in concept["audio"])
+    # Recordings added after vetting (``split: train``) are training material only: they never change which
+    # source validates, so adding them leaves the validation and test splits as they were.
+    counts = Counter(a["source"] for a in concept["audio"] if a.get("split") != "train")
     if not concept["heard"] or len(counts) < 4:
         return None
     rendered = {a["source"] for a in concept["audio"] if a["kind"] == "soundfont-render"}
@@ -163,7 +166,7 @@ class WorldWriter:
         rel = self._next(f"audio/{slug(concept['name'])}") + ".wav"
         write_wav(self.out / rel, wave)
         self.recordings.append({"audio": rel, "label": concept["name"], "heard": concept["heard"],
-                                "source": entry["source"], "kind": kind, "seconds": round(wave.size / SAMPLE_RATE, 3),
+                                "source": entry["source"], "kind": kind, "label_from": entry.get("label_from", LABEL_FROM_CATALOGUE), "seconds": round(wave.size / SAMPLE_RATE, 3),
                                 "md5": entry.get("md5", ""), **self._meta(entry)})
         self.fingerprints.append(fingerprint(wave))
 
@@ -283,7 +286,7 @@ def prepare_world(cache: str | Path, catalogue: dict[str, Any], corpus: list[dic
         r["image"] = "|".join(fit[r["label"]][:MANIFEST_IMAGES])
         r["caption"] = r["label"]
     meta = ["package", "version", "licence", "kind"]
-    _write_csv(writer.out / "manifest.csv", writer.recordings, ["audio", "image", "caption", "label", "split", "heard", "source", *meta])
+    _write_csv(writer.out / "manifest.csv", writer.recordings, ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
     _write_csv(writer.out / "pictures.csv", writer.pictures, ["image", "label", "captions", "split", *meta])
     _write_csv(writer.out / "corpus.csv", writer.corpus, ["audio", "package", "version", "licence", "path", "seconds"])
     return write_data_card(writer.out, concepts, val_sources, writer.recordings, writer.pictures, writer.corpus,
