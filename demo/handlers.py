@@ -118,7 +118,8 @@ class DemoService(PipelineLoader):
             labels: candidate labels, one per line or comma-separated (at most 64); empty means the bundle's default labels.
 
         Returns:
-            Each label with its probability (softmax over the backbone's scaled cosine similarities), most likely first.
+            Each label with its probability, most likely first: a softmax over the cosine similarities times the bundle's
+            calibrated scale (fitted on held-out clips; the backbone's own scale for bundles without one).
         """
         lang = language(request)
         if audio is None:
@@ -169,6 +170,18 @@ class DemoService(PipelineLoader):
             raise DemoError("no_generator", reason=str(exc)) from None
 
     # ------------------------------------------------------------------ private page events
+    def verdict(self, scores: dict[str, float] | None, request: gr.Request = None) -> tuple[Any, str]:
+        """What the page says over the label chart. A confident answer keeps the chart's bold winner; when the top
+        probability is below the card's ``calibration.unsure_below`` the winner is hidden and the model says it is
+        unsure, offering its first three guesses (the /classify answer itself is unchanged)."""
+        guesses = unsure_guesses(scores or {}, self.card.calibration.unsure_below)
+        if guesses is None:
+            return gr.update(show_heading=True), ""
+        lang = language(request)
+        lines = [text("unsure", lang, prob=f"{guesses[0][1]:.0%}"), ""]
+        lines += [text("unsure_guess", lang, label=name, prob=f"{prob:.0%}") for name, prob in guesses]
+        return gr.update(show_heading=False), "\n".join(lines)
+
     @visitor_errors
     def sound_map(self, audio: Any, k: float = 8, request: gr.Request = None) -> Any:
         """The gallery map with the sound placed on it and its nearest pictures labelled (a matplotlib figure)."""
@@ -215,6 +228,15 @@ class DemoService(PipelineLoader):
         if not self.served_roots or any(Path(path).is_relative_to(root) for root in self.served_roots):
             return path
         return load_image(path)
+
+
+def unsure_guesses(scores: dict[str, float], threshold: float, k: int = 3) -> list[tuple[str, float]] | None:
+    """The first ``k`` labels when the most likely is below ``threshold`` (the model is unsure), else None.
+    ``scores`` come most likely first (as the pipeline and the label chart give them)."""
+    ranked = list(scores.items())
+    if not ranked or ranked[0][1] >= threshold:
+        return None
+    return ranked[:k]
 
 
 def on_gpu(fn: Callable, duration: int = 120) -> Callable:

@@ -67,6 +67,8 @@ JA: dict[str, str] = {
     "space": "埋め込み空間`{space}`（{dim}次元）。",
     "search_note": "{size}件のインデックスから画像{images}枚とキャプション{captions}件（{ms}ミリ秒）",
     "labels_capped": "最初の{n}個のラベルだけを使います。",
+    "unsure": "🤔 **モデルは自信がありません**（いちばん可能性が高いものでも{prob}です）。次のどれかでしょうか？",
+    "unsure_guess": "- {label}（{prob}）",
     "generating": "生成中",
     "stage_not started": "開始前",
     "stage_loading the audio model": "音声モデルを読み込んでいます",

@@ -85,6 +85,8 @@ SAID: dict[str, str] = {
     "space": "Embedding space `{space}` ({dim}-d).",
     "search_note": "{images} pictures and {captions} captions from an index of {size} items ({ms} ms)",
     "labels_capped": "Only the first {n} labels are used.",
+    "unsure": "🤔 **The model is unsure** (its best guess has only {prob}). Is it one of these?",
+    "unsure_guess": "- {label} ({prob})",
     "generating": "generating",
     "stage_not started": "starting",
     "stage_loading the audio model": "loading the audio model",

@@ -60,7 +60,9 @@ def build_ui(service: DemoService, *, delete_cache: tuple[int, int] | None = DEL
                 with gr.Row():
                     captions = gr.Dataframe(headers=["score", "caption"], datatype=["number", "str"], label=t("captions_label"),
                                             interactive=False, wrap=True, max_height=320, elem_id="captions")
-                    label_out = gr.Label(num_top_classes=6, label=t("labels_out_label"), elem_id="labels-out")
+                    with gr.Column():
+                        verdict = gr.Markdown(elem_id="label-verdict")
+                        label_out = gr.Label(num_top_classes=6, label=t("labels_out_label"), elem_id="labels-out")
                 sound_map = gr.Plot(label=t("map_label"), elem_id="sound-map", format="png")
                 gr.Markdown(t("map_help"), elem_id="map-help")
                 with gr.Accordion(t("labels_title"), open=False):
@@ -90,14 +92,18 @@ def build_ui(service: DemoService, *, delete_cache: tuple[int, int] | None = DEL
         # A finished recording, an upload, an example click and clearing all change the value: one event.
         searched = audio.change(service.search, [audio, k], [gallery, captions, search_note], api_name="search",
                                 trigger_mode="always_last", show_progress="minimal")
+        # Below the card's threshold the chart loses its bold winner and the model says it is unsure (service.verdict).
         searched.success(service.classify, [audio, labels], [label_out], api_name="classify_after_search",
-                         api_visibility="private", show_progress="hidden")
+                         api_visibility="private", show_progress="hidden").success(
+            service.verdict, [label_out], [label_out, verdict], api_name="verdict_after_search", api_visibility="private",
+            show_progress="hidden")
         searched.success(service.sound_map, [audio, k], [sound_map], api_name="map", api_visibility="private",
                          show_progress="hidden")
         k.release(service.search, [audio, k], [gallery, captions, search_note], api_name="search_again",
                   api_visibility="private", trigger_mode="always_last").success(
             service.sound_map, [audio, k], [sound_map], api_name="map_again", api_visibility="private", show_progress="hidden")
-        gr.on([classify_btn.click, labels.submit], service.classify, [audio, labels], [label_out], api_name="classify")
+        gr.on([classify_btn.click, labels.submit], service.classify, [audio, labels], [label_out], api_name="classify").success(
+            service.verdict, [label_out], [label_out, verdict], api_name="verdict", api_visibility="private", show_progress="hidden")
         gen_btn.click(on_gpu(service.generate), [audio, prompt, mix, seed, steps, noise, guidance], [gen_out],
                       api_name="generate", concurrency_limit=1, concurrency_id="generate")
         for i, button in enumerate(example_buttons):

@@ -85,6 +85,30 @@ def test_same_sound_as_array_and_file_gives_same_results(service, clip, tmp_path
     assert [x[0] for x in a] == [x[0] for x in b]
 
 
+def test_an_unsure_answer_has_no_winner_and_offers_three_guesses(service, clip):
+    """Below the card's threshold the chart loses its bold heading and the page asks "Is it one of these?" with the
+    first three labels; above it the winner stays. /classify's answer is the same label -> probability mapping."""
+    labels = "a small red circle\na large blue square\na small yellow triangle\na tiny green star"
+    scores = service.classify(clip, labels)
+    assert isinstance(scores, dict) and abs(sum(scores.values()) - 1) < 1e-5
+    calibration = service.card.calibration
+    kept = calibration.unsure_below
+    try:
+        calibration.unsure_below = 1.0  # never sure enough
+        heading, said = service.verdict(scores)
+        top3 = list(scores)[:3]
+        assert heading["show_heading"] is False and "unsure" in said and said.count("\n- ") == 3
+        assert [line[2:].rsplit(" (", 1)[0] for line in said.splitlines() if line.startswith("- ")] == top3
+        heading, said = service.verdict(scores, gr.Request(headers={"accept-language": "ja"}))
+        assert "自信がありません" in said and all(label in said for label in top3)
+        calibration.unsure_below = 0.0  # always sure
+        heading, said = service.verdict(scores)
+        assert heading["show_heading"] is True and said == ""
+    finally:
+        calibration.unsure_below = kept
+    assert service.verdict(None)[1] == "" and service.verdict({})[1] == ""
+
+
 def test_cleared_input_clears_results(service):
     gallery, captions, note = service.search(None, 5)
     assert (gallery, len(captions), note) == ([], 0, "")

@@ -81,6 +81,21 @@ class GeneratorSettings:
 
 
 @dataclass
+class Calibration:
+    """How far the zero-shot probabilities can be trusted, fitted by the build (see :mod:`wavbrivl.calibration`).
+
+    ``logit_scale`` multiplies the cosine scores before the softmax; None keeps the backbone's own (what a
+    card without this block, written before calibration existed, always meant). ``unsure_below``: when the top
+    probability is lower, the page says the model is unsure and offers its first few guesses instead of a
+    winner. ``fitted_on`` says on what the scale was fitted (clips, labels, figures), for people.
+    """
+
+    logit_scale: float | None = None
+    unsure_below: float = 0.4
+    fitted_on: str = ""
+
+
+@dataclass
 class BundleCard:
     name: LocalizedText
     description: LocalizedText = ""
@@ -89,6 +104,7 @@ class BundleCard:
     examples: list[ExampleSound] = field(default_factory=list)
     parts: list[BundlePart] = field(default_factory=list)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    calibration: Calibration = field(default_factory=Calibration)
     format: str = BUNDLE_FORMAT
     format_version: int = BUNDLE_VERSION
 
@@ -128,7 +144,12 @@ class BundleCard:
             examples=[_entry(ExampleSound, e, f"{source}: examples[{i}]") for i, e in enumerate(data.get("examples", []))],
             parts=[_entry(BundlePart, p, f"{source}: parts[{i}]") for i, p in enumerate(data.get("parts", []))],
             generator=_entry(GeneratorSettings, data.get("generator", {}), f"{source}: generator"),
+            calibration=_entry(Calibration, data.get("calibration", {}), f"{source}: calibration"),
         )
+        scale, unsure = card.calibration.logit_scale, card.calibration.unsure_below
+        if not (scale is None or (isinstance(scale, (int, float)) and scale > 0)) or not (
+                isinstance(unsure, (int, float)) and 0 <= unsure <= 1):
+            raise BundleError(f"{source}: 'calibration' needs a positive logit_scale (or null) and unsure_below in [0, 1]")
         try:
             check_templates(card.templates)
         except ValueError as exc:

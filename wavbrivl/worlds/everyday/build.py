@@ -13,7 +13,9 @@
    (framed on white, centred) conditioned on the points the head aims sounds at: each drawing's image embedding
    moved toward its concept's words by ``caption_weight``, jittered;
 4. the gallery index of held-out drawings and every concept's captions, example sounds (held-out recordings),
-   the card, the data card and licences, and the evaluation (:mod:`.evaluate`) in ``report.json``.
+   the card (its zero-shot labels are the concepts' captions, "a dog barking"; its logit scale is fitted on the
+   validation split, :func:`.evaluate.calibrate_bundle`), the data card and licences, and the evaluation
+   (:mod:`.evaluate`) in ``report.json``.
 
 Only the audio encoder is held to the split: recordings of its test sources and of never-heard concepts reach
 no step of its training (nor the distillation). Why each setting has its value: docs/EXPERIMENTS.md.
@@ -38,7 +40,7 @@ from ...embedding_to_image import EmbeddingToImageTrainConfig
 from ...encoder import EncoderConfig
 from ...model import WavBriVL, WavBriVLConfig
 from ..folders import BuildFolders
-from .backbone import CAPTION_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
+from .backbone import CAPTION_TEMPLATES, PHRASE_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
 from .world import EverydayWorld, load_pictures, load_recordings
 
 if TYPE_CHECKING:
@@ -196,7 +198,8 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     t = time.perf_counter()
     fit_pixels = load_pictures([p.path for p in fit], s.generator.sample_size)
     fit_images = [_pil(x) for x in fit_pixels]
-    pipe, gen_losses = train_embedding_to_image(fit_images, generator_conditions(model, fit_images, [p.label for p in fit],
+    fit_captions = [world.concept(p.label).caption for p in fit]  # the texts the head's targets moved toward
+    pipe, gen_losses = train_embedding_to_image(fit_images, generator_conditions(model, fit_images, fit_captions,
                                                                               s.caption_weight), s.generator)
     timings["generator_s"] = time.perf_counter() - t
     log.info("generator trained in %.0f s", timings["generator_s"])
@@ -209,13 +212,16 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     timings["assemble_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    from .evaluate import evaluate_bundle
+    from .evaluate import calibrate_bundle, evaluate_bundle
     from .report import choose_examples, write_card, write_report
 
-    write_card(staging, world, [], s)  # labels and templates first: the evaluation classifies as the demo will
+    write_card(staging, world, [], s)  # labels and templates first: calibration and evaluation classify as the demo will
+    calibration, fitted = calibrate_bundle(staging, world)  # the zero-shot scale, fitted on the validation split
+    write_card(staging, world, [], s, calibration)
     report = evaluate_bundle(staging, world, seed=s.seed, judge_steps=s.judge_steps, judge_size=s.judge_size)
+    report["calibration"]["validation"] = fitted
     examples = choose_examples(world, report, s.examples)
-    write_card(staging, world, examples, s)
+    write_card(staging, world, examples, s, calibration)
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     report["build"] = {
@@ -242,11 +248,12 @@ def generator_conditions(model: WavBriVL, images: list, labels: list[str], capti
 
 
 def concept_captions(world: EverydayWorld) -> dict[str, list[str]]:
-    """Every text true of a concept's pictures: its name and aliases in the caption templates, and its
-    drawings' own titles."""
+    """Every text true of a concept's pictures: its name and aliases in the caption templates, its caption in the
+    phrase templates (the card's prompts), and its drawings' own titles."""
     out: dict[str, list[str]] = {}
     for c in world.concepts:
         texts = [t.format(a) for a in dict.fromkeys([c.name, *c.aliases]) for t in CAPTION_TEMPLATES]
+        texts += [t.format(c.caption) for t in PHRASE_TEMPLATES]
         texts += [cap for p in world.pictures if p.label == c.name for cap in p.captions]
         out[c.name] = list(dict.fromkeys(texts))
     return out
@@ -259,7 +266,8 @@ def _pil(x: torch.Tensor):
 
 
 def _assemble_gallery(world: EverydayWorld, staging: Path, model: WavBriVL) -> None:
-    """The held-out drawings (copied in) and one caption per concept, indexed by the frozen towers."""
+    """The held-out drawings (copied in, captioned by their concept) and each concept's caption ("a dog barking"),
+    indexed by the frozen towers."""
     from ...index import GalleryIndex
 
     gallery = [p for p in world.pictures if p.split == "gallery"]
@@ -272,7 +280,7 @@ def _assemble_gallery(world: EverydayWorld, staging: Path, model: WavBriVL) -> N
             name = f"{p.label.replace(' ', '_')}__{p.path.name}"
             shutil.copyfile(p.path, folder / name)
             w.writerow([name, p.label, p.label, p.meta.get("licence", ""), p.meta.get("package", "")])
-    (folder / "captions.txt").write_text("\n".join(f"a {c.name}" for c in world.concepts) + "\n", encoding="utf-8")
+    (folder / "captions.txt").write_text("\n".join(world.captions) + "\n", encoding="utf-8")
     GalleryIndex.build(model, staging / "index", images=folder / "manifest.csv", captions=folder / "captions.txt",
                        dtype="float16", progress=False)
 

@@ -1,7 +1,8 @@
 """The everyday world's catalogue: which file of which Debian package is what, and where it lands on disk.
 
-The catalogue (``catalogue.json`` beside this module) is committed data: per concept its name, aliases,
-group, whether it is heard in training, the independent source held out for testing, and every recording
+The catalogue (``catalogue.json`` beside this module) is committed data: per concept its name, aliases, its
+``caption`` (how a person would describe hearing it: "a dog barking", "rain falling"; the training caption and
+the bundle's label), group, whether it is heard in training, the independent source held out for testing, and every recording
 and picture with package, version, path, independent source, licence and kind. ``corpus.json`` lists the
 unlabelled sound-effect corpus, ``packages.json`` the packages (version, .deb size, attribution lines).
 
@@ -71,6 +72,11 @@ def md5_matches(expected: str, data_path: Path) -> bool:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest().startswith(expected)
+
+
+def concept_caption(concept: dict[str, Any]) -> str:
+    """How a person would describe hearing the concept ("a dog barking"); its name for a catalogue without one."""
+    return concept.get("caption") or concept["name"]
 
 
 def slug(name: str) -> str:

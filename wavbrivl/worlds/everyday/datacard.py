@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from .catalogue import copyright_path
+from .catalogue import concept_caption, copyright_path
 
 MIN_PICTURES = 5
 
@@ -27,7 +27,7 @@ def concept_cards(concepts: list[dict[str, Any]], val_sources: dict[str, str | N
     for c in concepts:
         n = c["name"]
         counts = {s: rec[n, s] for s in ("train", "val", "test")} | {s: pic[n, s] for s in ("fit", "gallery")}
-        cards.append({"name": n, "aliases": c["aliases"], "group": c["group"], "live": c["live"], "heard": c["heard"],
+        cards.append({"name": n, "aliases": c["aliases"], "caption": concept_caption(c), "group": c["group"], "live": c["live"], "heard": c["heard"],
                       "test_source": c["test_source"], "val_source": val_sources.get(n), "sources": len(sources[n]),
                       "counts": counts, "doubts": c.get("doubts", "")})
     return cards

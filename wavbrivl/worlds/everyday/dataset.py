@@ -25,7 +25,7 @@ import numpy as np
 
 from ...audio import AudioError
 from ...images import ImageError
-from .catalogue import local_path, slug
+from .catalogue import concept_caption, local_path, slug
 from .datacard import write_data_card
 from .fetch import MARKER, say
 from .pictures import prepare_picture
@@ -284,7 +284,7 @@ def prepare_world(cache: str | Path, catalogue: dict[str, Any], corpus: list[dic
     for r in writer.recordings:
         r["split"] = split_of(by_name[r["label"]], r["source"], val_sources[r["label"]])
         r["image"] = "|".join(fit[r["label"]][:MANIFEST_IMAGES])
-        r["caption"] = r["label"]
+        r["caption"] = concept_caption(by_name[r["label"]])
     meta = ["package", "version", "licence", "kind"]
     _write_csv(writer.out / "manifest.csv", writer.recordings, ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
     _write_csv(writer.out / "pictures.csv", writer.pictures, ["image", "label", "captions", "split", *meta])

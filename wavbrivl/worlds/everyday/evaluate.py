@@ -2,8 +2,11 @@
 
 * **Audio -> picture retrieval** over the gallery (held-out drawings): a hit at k when one of the k nearest
   pictures shows the sound's concept; chance is what a random ranking of the same gallery gives.
-* **Zero-shot classification** over every concept name (heard and never heard), through the pipeline's
-  classifier with the bundle's prompt templates: what the demo's label chart shows.
+* **Zero-shot classification** over every concept's label (its caption, "a dog barking"; heard and never
+  heard), through the pipeline's classifier with the bundle's prompt templates: what the demo's label chart shows.
+* **Calibration**: the zero-shot scale is fitted on the validation split (:func:`calibrate_bundle`, the build
+  stores it in the card); the report gives ECE, mean top-1 probability and top-1 accuracy on the test clips at
+  the backbone's own scale and at the fitted one.
 * **Generation**: a picture painted from each sound's embedding, judged by a drawing classifier trained only
   on real drawings (:class:`DrawingJudge`, not the frozen tower that conditioned the generator; its accuracy on
   held-out drawings is reported so the judge can be judged), and by the frozen image tower for comparison.
@@ -22,6 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ... import optim
+from ...bundle import Calibration
+from ...calibration import calibration_report, fit_calibration
 from ...zeroshot import ZeroShotClassifier
 from .backbone import augment_pictures
 
@@ -105,19 +110,54 @@ def zero_shot_hits(classifier: ZeroShotClassifier, audio: torch.Tensor, labels: 
 
 
 def generate_and_judge(pipeline, audio: torch.Tensor, labels: Sequence[str], names: Sequence[str], judge: DrawingJudge,
-                       *, seed: int = 0, batch: int = 16) -> tuple[torch.Tensor, dict[str, list[bool]], dict[str, list[bool]]]:
-    """One picture per sound embedding, and whether the drawing judge and the frozen tower name its concept."""
+                       class_labels: Sequence[str] | None = None, *, seed: int = 0,
+                       batch: int = 16) -> tuple[torch.Tensor, dict[str, list[bool]], dict[str, list[bool]]]:
+    """One picture per sound embedding, and whether the drawing judge and the frozen tower name its concept
+    (the tower zero-shot over ``class_labels``, the concepts' labels in the order of ``names``; default: names)."""
     images = []
     for i in range(0, len(audio), batch):
         images += pipeline.generate_from_embedding(audio[i : i + batch], seed=seed + i)
     pixels = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((judge.size, judge.size))).copy())
                           for im in images]).permute(0, 3, 1, 2)
     judged = judge_hits(judge, pixels, [list(names).index(label) for label in labels])
-    tower = zero_shot_hits(pipeline.zero_shot_classifier(list(names)), pipeline.model.embed_image(images), labels)
+    class_labels = list(class_labels or names)
+    tower = zero_shot_hits(pipeline.zero_shot_classifier(class_labels), pipeline.model.embed_image(images),
+                           [class_labels[list(names).index(label)] for label in labels])
     return pixels, judged, tower
 
 
 # ----------------------------------------------------------------------------------------------- the bundle
+def bundle_labels(card_labels: Sequence[str], world) -> dict[str, str]:
+    """Each concept's label in the bundle's vocabulary: its caption ("a dog barking"), or its bare name for a
+    bundle built before the catalogue had captions (so ``wavbrivl world everyday eval`` still reads those)."""
+    labels = set(card_labels)
+    return {c.name: c.caption if c.caption in labels else c.name for c in world.concepts}
+
+
+def calibrate_bundle(bundle, world, *, progress: bool = False) -> tuple[Calibration, dict[str, Any]]:
+    """Fit the bundle's zero-shot scale on the world's validation split (sources the audio head was validated on,
+    never trained on; the test sources stay untouched for the report), over all the card's labels and templates.
+
+    Returns the card's :class:`~wavbrivl.bundle.Calibration` and the fit's figures before and after. Without
+    validation clips the scale is left as the backbone's and the figures say why."""
+    from ...pipeline import WavBriVLPipeline
+
+    pipeline = WavBriVLPipeline.from_pretrained(bundle, device="cpu", index=None, generator=None)
+    label_of = bundle_labels(pipeline.card.labels, world)
+    val = world.split("val")
+    embedded = pipeline.model.embed_audio_many([r.audio for r in val], batch_size=64, progress=progress)
+    rows = [val[i] for i in embedded.indices]
+    if not rows:
+        return Calibration(fitted_on="not fitted: the world has no validation clips"), {"clips": 0, "fitted": False}
+    labels = [label_of[r.label] for r in rows]
+    fit = fit_calibration(pipeline, embedded.embeddings, labels, class_labels=[label_of[n] for n in world.names])
+    before, after = fit.report["before"], fit.report["after"]
+    fitted_on = (f"validation split: {len(rows)} clips of {len(set(labels))} concepts among {fit.report['classes']} labels; "
+                 f"ECE {before['ece']:.3f} -> {after['ece']:.3f}, mean top-1 probability {before['mean_top1_prob']:.3f} -> "
+                 f"{after['mean_top1_prob']:.3f}, top-1 {after['top1']:.3f}")
+    return Calibration(logit_scale=round(fit.logit_scale, 4), fitted_on=fitted_on), fit.report | {"fitted": True}
+
+
 def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, judge_size: int = 64,
                     progress: bool = False) -> dict[str, Any]:
     """Every figure of the bundle's report, on the world's test split (held-out sources and never-heard
@@ -127,13 +167,15 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
 
     pipeline = WavBriVLPipeline.from_pretrained(bundle, device="cpu")
     names = world.names
+    label_of = bundle_labels(pipeline.card.labels, world)
+    class_labels = [label_of[n] for n in names]  # in the order of names: index i is concept names[i]
     test = world.split("test")
     embedded = pipeline.model.embed_audio_many([r.audio for r in test], batch_size=64, progress=progress)
     rows = [test[i] for i in embedded.indices]
     audio = embedded.embeddings
     gallery_labels = [m["caption"] for m in pipeline.index.meta if m["kind"] == "image"]
     top5 = pipeline.index.search(audio, 5, kind="image")
-    classifier = pipeline.zero_shot_classifier(names)
+    classifier = pipeline.zero_shot_classifier(class_labels)
     probs = classifier.probabilities(audio)
     fit = [p for p in world.pictures if p.split == "fit"]
     held = [p for p in world.pictures if p.split == "gallery"]
@@ -146,6 +188,7 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
         "concepts": {"heard": sum(c.heard for c in world.concepts), "never_heard": sum(not c.heard for c in world.concepts)},
         "skipped": [str(e) for _, e in embedded.errors],
         "gallery": {"pictures": len(gallery_labels), "concepts": len(set(gallery_labels))},
+        "calibration": {"test": calibration_report(pipeline, audio, [label_of[r.label] for r in rows], class_labels=class_labels)},
         "judge_on_held_out_drawings": averaged(judge_hits(judge, held_pixels, [names.index(x) for x in held_labels]),
                                                held_labels, {"top1": 1 / len(names), "top5": 5 / len(names)}),
         "clips": [],
@@ -156,11 +199,12 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
         if not pick:
             continue
         labels = [rows[i].label for i in pick]
-        pixels, judged, tower = generate_and_judge(pipeline, audio[pick], labels, names, judge, seed=seed)
+        pixels, judged, tower = generate_and_judge(pipeline, audio[pick], labels, names, judge, class_labels, seed=seed)
         retrieval = retrieval_hits([top5[i] for i in pick], labels)
         report[group] = {
             "audio_to_picture": averaged(retrieval, labels, gallery_chance(labels, gallery_labels)),
-            "zeroshot": averaged(zero_shot_hits(classifier, audio[pick], labels), labels, {"top1": 1 / n, "top5": 5 / n}),
+            "zeroshot": averaged(zero_shot_hits(classifier, audio[pick], [label_of[x] for x in labels]), labels,
+                                 {"top1": 1 / n, "top5": 5 / n}),
             "generation_judge": averaged({"top5": judged["top5"], "top1": judged["top1"]}, labels, {"top1": 1 / n, "top5": 5 / n}),
             "generation_frozen_tower": averaged(tower, labels, {"top1": 1 / n, "top5": 5 / n}),
         }
@@ -169,7 +213,7 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
         order = torch.argsort(probs[i], descending=True)[:3].tolist()
         report["clips"].append({
             "audio": str(r.audio.relative_to(world.root)), "label": r.label, "heard": world.concept(r.label).heard,
-            "source": r.meta.get("source", ""), "top3": [[classifier.labels[j], round(float(probs[i, j]), 4)] for j in order],
+            "source": r.meta.get("source", ""), "top3": [[names[j], round(float(probs[i, j]), 4)] for j in order],
             "nearest_picture": top5[i][0].caption if top5[i] else "",
         })
     return report

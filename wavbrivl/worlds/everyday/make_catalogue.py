@@ -156,7 +156,14 @@ def resolve_shared(concepts: list[dict[str, Any]]) -> None:
                        and not (pattern and re.search(pattern, f.get("title", ""), re.I))]
 
 
+def committed_captions() -> dict[str, str]:
+    """The hand-written captions ("a dog barking") of the committed catalogue: the research has none, so a
+    rebuilt catalogue keeps them (a new concept needs one written in)."""
+    return {c["name"]: c.get("caption", "") for c in json.loads((HERE / "catalogue.json").read_text())["concepts"]}
+
+
 def compact_concepts(concepts: list[dict[str, Any]], extracted: Path) -> list[dict[str, Any]]:
+    captions = committed_captions()
     out = []
     for c in concepts:
         audio = [{"package": a["package"], "version": a["version"], "path": a["path"], "source": a["independent_source"],
@@ -172,7 +179,7 @@ def compact_concepts(concepts: list[dict[str, Any]], extracted: Path) -> list[di
         test = c.get("suggested_test_source") if c["heard"] else None
         if c["heard"] and (test not in sources or len(sources) < 3):
             raise SystemExit(f"{c['name']}: lost its test source or its third source when shared files were resolved")
-        out.append({"name": c["name"], "aliases": c["aliases"], "group": c["group"], "live": c["live"],
+        out.append({"name": c["name"], "aliases": c["aliases"], "caption": captions.get(c["name"], ""), "group": c["group"], "live": c["live"],
                     "heard": c["heard"], "test_source": test, "doubts": c.get("doubts", ""),
                     "audio": audio, "pictures": pictures})
     return out

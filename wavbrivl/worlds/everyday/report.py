@@ -9,8 +9,8 @@ import numpy as np
 import soundfile as sf
 
 from ... import aisfx
-from ...bundle import BundleCard, BundlePart, ExampleSound, GeneratorSettings
-from .backbone import CAPTION_TEMPLATES
+from ...bundle import BundleCard, BundlePart, Calibration, ExampleSound, GeneratorSettings
+from .backbone import PHRASE_TEMPLATES
 
 NAMES_JA: dict[str, str] = json.loads((Path(__file__).with_name("names_ja.json")).read_text(encoding="utf-8"))
 NAME = {"en": "Everyday sounds (real recordings)", "ja": "身の回りの音（実際の録音）"}
@@ -59,30 +59,37 @@ def choose_examples(world, report: dict[str, Any], n: int) -> list[dict[str, Any
     return picked[:n]
 
 
-def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings) -> BundleCard:
-    """Copy the examples in (trimmed) and write ``bundle.json``."""
+def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings,
+               calibration: Calibration | None = None) -> BundleCard:
+    """Copy the examples in (trimmed) and write ``bundle.json``: the concepts' captions ("a dog barking") as the
+    labels, put through the phrase templates, and the zero-shot ``calibration`` when it has been fitted.
+
+    ``examples``: report clips (``label`` and ``top3`` name concepts); the card names them by their captions,
+    the label vocabulary the page shows, and in Japanese by the concept's name in ``names_ja.json``."""
     folder = bundle / "examples"
     folder.mkdir(exist_ok=True)
     entries, parts = [], []
     for i, clip in enumerate(examples):
-        label, src = clip["label"], world.root / clip["audio"]
-        name = f"examples/{i:02d}_{label.replace(' ', '_')}.wav"
+        concept, src = clip["label"], world.root / clip["audio"]
+        label = world.concept(concept).caption
+        name = f"examples/{i:02d}_{concept.replace(' ', '_')}.wav"
         data, rate = sf.read(src, dtype="float32", always_2d=True)
         sf.write(bundle / name, data[: int(EXAMPLE_SECONDS * rate)], rate, subtype="PCM_16")
         guess = clip["top3"][0][0] if clip["top3"] else ""
         heard = clip["heard"]
         note, note_ja = "", ""
-        if guess != label:
-            note, note_ja = f"known miss: heard as {guess}", f"外れる例: {NAMES_JA.get(guess, guess)}と聞き取ります"
+        if guess != concept:
+            note = f"known miss: heard as {world.concept(guess).caption if guess else guess}"
+            note_ja = f"外れる例: {NAMES_JA.get(guess, guess)}と聞き取ります"
         elif not heard:
             note, note_ja = "never heard in training, found from its pictures and words", "学習で音を聞いていないのに、絵と言葉から当てています"
-        entries.append(ExampleSound(name, label, heard, title={"en": label, "ja": NAMES_JA.get(label, label)},
+        entries.append(ExampleSound(name, label, heard, title={"en": label, "ja": NAMES_JA.get(concept, label)},
                                     note={"en": note, "ja": note_ja} if note else ""))
         row = next(r for r in world.rows if r.audio == src)
-        parts.append(BundlePart(f"example sound: {label}", row.meta.get("licence", ""),
+        parts.append(BundlePart(f"example sound: {concept}", row.meta.get("licence", ""),
                                 f"{row.meta.get('package', '')} {row.meta.get('version', '')} (Debian)", [name]))
     card = BundleCard(
-        name=NAME, description=DESCRIPTION, labels=world.names, templates=list(CAPTION_TEMPLATES), examples=entries,
+        name=NAME, description=DESCRIPTION, labels=world.captions, templates=list(PHRASE_TEMPLATES), examples=entries,
         parts=[
             BundlePart("audio encoder", "CC-BY-4.0 (derived from aisfx)",
                        f"Distilled from aisfx and trained by wavbrivl on the recordings listed in DATA.md. {aisfx.ATTRIBUTION}",
@@ -98,6 +105,7 @@ def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings) ->
             *parts,
         ],
         generator=GeneratorSettings(steps=settings.generator_steps),
+        calibration=calibration or Calibration(),
     )
     card.save(bundle)
     return card
@@ -117,10 +125,33 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     lines += ["", "Averaged per concept (every concept counts once); per clip: "
               + "; ".join(f"{g} zero-shot top-1 {report[g]['zeroshot']['top1_per_clip']:.3f}, R@1 "
                           f"{report[g]['audio_to_picture']['R@1_per_clip']:.3f}" for g in ("heard", "never_heard") if g in report) + "."]
+    lines += calibration_lines(report.get("calibration", {}))
     judge = report.get("judge_on_held_out_drawings")
     if judge:
         lines.append(f"The drawing judge names held-out real drawings top-1 {judge['top1']:.3f}, top-5 {judge['top5']:.3f} "
                      f"(chance {judge['chance_top1']:.3f}, {judge['chance_top5']:.3f}).")
+    return lines
+
+
+def calibration_lines(calibration: dict[str, Any]) -> list[str]:
+    """How far the zero-shot probabilities can be trusted on the held-out recordings, per clip: before (the
+    backbone's own scale) and after calibration (the scale fitted on the validation split, in the card)."""
+    test = calibration.get("test")
+    if not test:
+        return []
+    lines = ["", f"Zero-shot confidence on the {test['clips']} held-out recordings (per clip, among {test['classes']} labels; "
+             f"ECE over {test['ece_bins']} bins):", "",
+             "| probabilities | logit scale | ECE | mean top-1 probability | top-1 accuracy |", "|---|---|---|---|---|"]
+    for key, title in (("before", "uncalibrated (the backbone's scale)"), ("after", "calibrated (fitted on validation)")):
+        if key in test:
+            f = test[key]
+            lines.append(f"| {title} | {f['logit_scale']:.2f} | {f['ece']:.3f} | {f['mean_top1_prob']:.3f} | {f['top1']:.3f} |")
+    val = calibration.get("validation") or {}
+    if val.get("fitted"):
+        lines += ["", f"The scale was fitted on {val['clips']} validation clips (ECE there {val['before']['ece']:.3f} -> "
+                  f"{val['after']['ece']:.3f})."]
+    elif val:
+        lines += ["", "No validation clips: the backbone's scale is kept."]
     return lines
 
 

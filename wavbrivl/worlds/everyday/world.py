@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from ...data import PairedRow, read_manifest
+from .catalogue import concept_caption
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Concept:
     group: str
     live: bool  # a person at a laptop can make this sound
     heard: bool  # its recordings reach the audio encoder's training (False: pictures and captions only)
+    caption: str = ""  # how a person would describe hearing it ("a dog barking"): the training caption and the label
 
 
 @dataclass
@@ -58,13 +60,18 @@ class EverydayWorld:
                         for r in csv.DictReader(f)]
         with open(root / "corpus.csv", newline="", encoding="utf-8") as f:
             corpus = [root / r["audio"] for r in csv.DictReader(f)]
-        concepts = [Concept(c["name"], list(c.get("aliases", [])), c.get("group", ""), bool(c.get("live")), bool(c.get("heard")))
-                    for c in json.loads((root / "concepts.json").read_text(encoding="utf-8"))]
+        concepts = [Concept(c["name"], list(c.get("aliases", [])), c.get("group", ""), bool(c.get("live")), bool(c.get("heard")),
+                            concept_caption(c)) for c in json.loads((root / "concepts.json").read_text(encoding="utf-8"))]
         return cls(root, read_manifest(root / "manifest.csv"), pictures, corpus, concepts)
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.concepts]
+
+    @property
+    def captions(self) -> list[str]:
+        """The concepts' captions, in the order of :attr:`names`: the bundle's zero-shot labels."""
+        return [c.caption for c in self.concepts]
 
     def concept(self, name: str) -> Concept:
         return next(c for c in self.concepts if c.name == name)
