@@ -304,6 +304,8 @@ class WavBriVL(nn.Module):
         for i, source in enumerate(tqdm(sources, desc="embedding audio", unit="clip", disable=not progress)):
             try:
                 for window, valid in iter_windows(source, self.config.frontend, source_rate=sample_rate, max_seconds=max_seconds):
+                    if pending and pending[-1][1].numel() != window.numel():
+                        flush()  # a short clip run whole (Wav2CLIP) has its own length: batch only equal lengths
                     pending.append((i, window, valid))
                     if len(pending) >= batch_size:
                         flush()
