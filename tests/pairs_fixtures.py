@@ -59,7 +59,7 @@ def build_bundle(root: Path, *, with_pairs: bool = True) -> Path:
 
     model = tiny_model()
     bundle = model.save_pretrained(root / "bundle")
-    gallery = [picture(root / "gallery" / f"{name}.png", colour, 4) for name, (_, colour) in CONCEPTS.items()]
+    gallery = [(picture(root / "gallery" / f"{name}.png", colour, 4), f"a {name}") for name, (_, colour) in CONCEPTS.items()]
     index, _ = GalleryIndex.build(model, root / "index", images=gallery, captions=[f"a {n}" for n in CONCEPTS], progress=False)
     index.export(bundle / "index")  # self-contained, as bundles ship
     write_wav(bundle / "examples" / "bell.wav", tone(900.0, 1.5))
