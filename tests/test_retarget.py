@@ -58,3 +58,21 @@ def test_a_bundle_without_pairs_is_refused_by_name(tmp_path, capsys):
     assert str(plain) in err and "no training pairs (pairs/)" in err and not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="--backbone 'ViT-nope'"):
         WavBriVLPipeline.from_pretrained(build_bundle(tmp_path / "b")).retarget("ViT-nope", tmp_path / "y")
+
+
+def test_the_published_wav2clip_trunk_under_a_new_head(bundle, tmp_path):
+    """``--trunk wav2clip:CKPT``: the imported Wav2CLIP trunk (here random weights in its exact layout) carries the head."""
+    import torch
+
+    from .test_wav2clip import wav2clip_layout_state
+
+    state, _, _ = wav2clip_layout_state(4)
+    torch.save({"state_dict": state}, tmp_path / "Wav2CLIP.ckpt")
+    pipe = WavBriVLPipeline.from_pretrained(bundle, device="cpu").retarget(
+        "tiny", tmp_path / "w2c", trunk=f"wav2clip:{tmp_path / 'Wav2CLIP.ckpt'}", steps=1, cache_dir=tmp_path / "cache",
+        device="cpu", progress=False)
+    assert pipe.model.config.frontend.kind == "wav2clip" and pipe.embed_dim == 32
+    trunk = {k: v for k, v in state.items() if k.startswith("audio_encoder.layer4")}
+    ours = pipe.model.audio_encoder.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in trunk.items())  # the trunk is Wav2CLIP's, untouched by training
+    assert pipe.classify(str(bundle / "examples" / "bell.wav"))
