@@ -12,7 +12,7 @@ from tests.everyday_fixtures import build_world_fixture, fetch_args
 from wavbrivl.aisfx import WHEEL_MEMBER
 from wavbrivl.cli import main
 from wavbrivl.pipeline import WavBriVLPipeline
-from wavbrivl.worlds.everyday.build import AISFX_WHEEL, EverydaySettings, build_everyday
+from wavbrivl.worlds.everyday.build import AISFX_WHEEL, EverydaySettings, build_everyday, head_config
 
 from .test_aisfx import fake_checkpoint
 from .tiny_text import make_text_package
@@ -36,7 +36,8 @@ def test_reduced_build_gives_a_bundle_that_serves(tmp_path):
     report = build_everyday(cache / "world", out, cache=cache, settings=settings)
 
     for name in ("config.json", "audio_encoder.safetensors", "bundle.json", "report.json", "report.md", "DATA.md",
-                 "data_card.json", "backbone/open_clip_config.json", "generator/model_index.json", "index/index.json"):
+                 "data_card.json", "backbone/open_clip_config.json", "generator/model_index.json", "index/index.json",
+                 "pairs/manifest.csv", "pairs/pairs.json"):
         assert (out / name).is_file(), name
     backbone = json.loads((out / "backbone" / "open_clip_config.json").read_text())
     assert backbone["wavbrivl"] == {"text_weights": "package", "text_package": "tiny-text-tower"}  # referenced, not copied
@@ -54,6 +55,9 @@ def test_reduced_build_gives_a_bundle_that_serves(tmp_path):
             assert set(report[group][block]) >= {"clips", "concepts"}, (group, block)
 
     pipeline = WavBriVLPipeline.from_pretrained(out, device="cpu")
+    pairs = pipeline.training_pairs  # what `wavbrivl retarget` trains from, with the build's own head recipe
+    assert pairs.train_recipe == head_config(settings, "", "", "", "").recipe() and pairs.train_recipe["balance_labels"] == 1.0
+    assert pairs.info["audio"]["sample_rate"] == settings.student_rate and {r.split for r in pairs.rows} >= {"train", "test"}
     assert pipeline.card.labels == ["beep", "chirp", "buzz", "hum"] and pipeline.card.display_name("ja")
     example = pipeline.card.examples[0]
     assert (out / example.file).is_file() and any(not e.heard for e in pipeline.card.examples)

@@ -35,6 +35,11 @@ def reference_embedding(wave: torch.Tensor, resnet: nn.Module, mlp: nn.Module) -
     spec = torchaudio.transforms.Spectrogram(n_fft=512, hop_length=353)(wave[None, None])
     x = torch.log(spec + 1e-7)
     x = (x - x.mean()) / (x.std(unbiased=False) + 1e-5)
+    return trunk_and_head(x, resnet, mlp)
+
+
+def trunk_and_head(x: torch.Tensor, resnet: nn.Module, mlp: nn.Module) -> torch.Tensor:
+    """Normalised spectrogram ``[B, 1, F, T]`` -> unit embeddings: ResNet-18 without fc, average pool, the MLP."""
     r = resnet
     x = r.maxpool(r.relu(r.bn1(r.conv1(x))))
     x = r.avgpool(r.layer4(r.layer3(r.layer2(r.layer1(x))))).flatten(1)
@@ -76,3 +81,35 @@ def argparse_namespace():
     import argparse
 
     return argparse.Namespace(lr=0.1)
+
+
+def documented_wav2clip(wave: torch.Tensor, resnet: nn.Module, mlp: nn.Module) -> torch.Tensor:
+    """Wav2CLIP as its authors ran it, rebuilt from its documented behaviour: the whole 16 kHz clip in one pass,
+    |STFT|² (n_fft 512, hop 353, periodic Hann, centred), ``log(x + 1e-7)``, normalised by the tensor's
+    mean and std, ResNet-18 (1-channel stem, no fc), average pool, MLP 512 -> 512 -> 512. No padding."""
+    stft = torch.stft(wave, n_fft=512, hop_length=353, window=torch.hann_window(512, periodic=True), center=True,
+                      pad_mode="reflect", return_complex=True)
+    x = torch.log(stft.abs() ** 2 + 1e-7)[None, None]
+    x = (x - x.mean()) / (x.std() + 1e-5)
+    return trunk_and_head(x, resnet, mlp)[0]
+
+
+def test_short_clips_run_whole_as_the_original_did(tmp_path):
+    """A clip shorter than Wav2CLIP's 10-s window is not padded into it (padding would enter the average pool)."""
+    state, resnet, mlp = wav2clip_layout_state(2)
+    torch.save({"state_dict": state}, tmp_path / "w.ckpt")
+    model = import_wav2clip(tmp_path / "w.ckpt")
+    noise = np.random.default_rng(1).standard_normal(160000).astype(np.float32)
+    waves = [torch.from_numpy(tone(330, s) + 0.05 * noise[: int(s * 16000)]) for s in (5.0, 7.5, 10.0)]
+    together = model.embed_audio(waves, sample_rate=16000)  # clips of three lengths in one call
+    with torch.inference_mode():
+        for wave, ours in zip(waves, together):
+            cosine = float(ours @ documented_wav2clip(wave, resnet, mlp))
+            assert cosine >= 0.99999, (wave.numel() / 16000, cosine)
+            assert torch.allclose(ours, model.embed_audio(wave, sample_rate=16000)[0], atol=1e-5)
+    # The project's own encoders keep their fixed, padded windows.
+    from wavbrivl.audio import FrontEndConfig, iter_windows
+
+    assert FrontEndConfig().pads_short_clips and not model.config.frontend.pads_short_clips
+    [(window, valid)] = list(iter_windows(waves[0].numpy(), model.config.frontend, source_rate=16000))
+    assert window.numel() == valid == 80000

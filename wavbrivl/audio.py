@@ -87,6 +87,17 @@ class FrontEndConfig:
     def window_samples(self) -> int:
         return int(round(self.window_seconds * self.sample_rate))
 
+    @property
+    def pads_short_clips(self) -> bool:
+        """Whether a clip shorter than one window is zero-padded to the window's length.
+
+        The project's own encoders are trained on fixed windows and mask the padding out of their feature
+        statistics. Wav2CLIP ran every clip whole, in one pass, with no padding; in its ResNet the padding
+        would enter the average pool (a 5-s clip in a 10-s window: cosine 0.998 to the original), so the
+        Wav2CLIP layout runs a short clip at its own length.
+        """
+        return self.kind != "wav2clip"
+
     @classmethod
     def aisfx(cls, **overrides: Any) -> "FrontEndConfig":
         """The front end the aisfx network was trained with (Ma & Lerch 2022): 44.1 kHz, 96 HTK mel bands over
@@ -323,7 +334,8 @@ def iter_windows(
     """Yield ``(window, valid_samples)`` pairs covering the clip, at the front end's sample rate.
 
     Each window has exactly ``config.window_samples`` samples. A clip shorter than one window gives a
-    single zero-padded window. Longer clips give windows every ``hop_seconds``; the last one is aligned
+    single zero-padded window, or, for a front end that does not pad (``config.pads_short_clips`` is False:
+    Wav2CLIP), a single window of the clip's own length (at least ``n_fft`` samples). Longer clips give windows every ``hop_seconds``; the last one is aligned
     to the clip's end so every window is full of audio. Raises :class:`AudioError` for silent input.
     ``max_seconds`` (default: the config's) is the longest input accepted.
     """
@@ -349,7 +361,8 @@ def iter_windows(
             peak = max(peak, float(np.abs(block).max()))
             wave = resample(torch.from_numpy(block), sr_in, sr_out)
             valid = min(wave.numel(), config.window_samples)
-            window = torch.zeros(config.window_samples)
+            size = config.window_samples if config.pads_short_clips else max(valid, config.n_fft)
+            window = torch.zeros(size)
             window[:valid] = wave[:valid]
             yield window, valid
         check_not_silent(clip.name, peak)

@@ -136,3 +136,19 @@ def image_targets(model, rows, cache_dir: str | os.PathLike, batch_size: int = 6
     )
     pooled = torch.zeros(len(rows), emb.shape[1]).index_add_(0, owners, emb)
     return torch.nn.functional.normalize(pooled, dim=-1), float(norms.mean())
+
+
+def text_embeddings(model, texts: Sequence[str], cache_dir: str | os.PathLike, batch_size: int = 256) -> torch.Tensor:
+    """Unit text embeddings ``[N, D]`` of ``texts``; the frozen text tower runs only for texts not in the cache yet."""
+    cache = EmbeddingCache(cache_dir, model.backbone_id, "text")
+    texts = list(texts)
+    emb, _ = cached_embeddings(cache, [text_sha256(t) for t in texts],
+                               lambda idx: model.embed_text([texts[i] for i in idx], normalize=False), batch_size)
+    return emb
+
+
+def missing_images(model, rows, cache_dir: str | os.PathLike) -> int:
+    """How many distinct pictures of ``rows`` the cache does not hold yet for ``model``'s space (what
+    :func:`image_targets` would send through the frozen tower)."""
+    cache = EmbeddingCache(cache_dir, model.backbone_id, "image")
+    return sum(1 for key in {file_sha256(p) for r in rows for p in r.images} if key not in cache)

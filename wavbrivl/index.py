@@ -64,10 +64,11 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
 
 
-def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:
-    """``(image path, caption)`` pairs from a folder (recursive), a manifest CSV/JSONL, or a list of paths."""
+def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[str | os.PathLike, str]]) -> list[tuple[Path, str]]:
+    """``(image path, caption)`` pairs from a folder (recursive), a manifest CSV/JSONL, or a list of paths or of
+    ``(path, caption)`` pairs (an index rebuilt in another space keeps its pictures' captions)."""
     if isinstance(source, (list, tuple)):
-        return [(Path(p), "") for p in source]
+        return [(Path(p[0]), str(p[1])) if isinstance(p, tuple) else (Path(p), "") for p in source]
     path = Path(source)
     if path.is_dir():
         return [(p, "") for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -180,7 +181,7 @@ class GalleryIndex:
         model: Any,
         out_dir: str | os.PathLike,
         *,
-        images: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        images: str | os.PathLike | Sequence[str | os.PathLike | tuple[str | os.PathLike, str]] | None = None,
         captions: str | os.PathLike | Sequence[str] | None = None,
         dtype: str = "float16",
         batch_size: int = 64,

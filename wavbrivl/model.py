@@ -111,16 +111,24 @@ class WavBriVL(nn.Module):
         root: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         backbone_dtype: torch.dtype | None = None,
+        backbone: FrozenBackbone | None = None,
     ) -> None:
+        """``backbone``: the frozen model of ``config.backbone`` when it is loaded already (retargeting loads it once
+        to learn its dimension; big backbones are not loaded twice)."""
         super().__init__()
         if config.encoder.embed_dim != config.embed_dim:
             raise ValueError(f"encoder embed_dim {config.encoder.embed_dim} != model embed_dim {config.embed_dim}")
+        if backbone is not None and (backbone.embed_dim != config.embed_dim or backbone.id != config.backbone.id):
+            raise ValueError(f"the given backbone {backbone.id!r} ({backbone.embed_dim}-d) is not this config's "
+                             f"{config.backbone.id!r} ({config.embed_dim}-d)")
         self.config = config
         self.root = Path(root) if root is not None else None
         self.frontend = AudioFrontEnd(config.frontend)
         self.audio_encoder = AudioEncoder(config.encoder, n_freq=self.frontend.n_bins)
         self._backbone: FrozenBackbone | None = None
         self._backbone_dtype = backbone_dtype
+        if backbone is not None:
+            object.__setattr__(self, "_backbone", backbone)  # frozen: not part of this model's state dict
         self.to(device)
         self.eval()
 
@@ -304,6 +312,8 @@ class WavBriVL(nn.Module):
         for i, source in enumerate(tqdm(sources, desc="embedding audio", unit="clip", disable=not progress)):
             try:
                 for window, valid in iter_windows(source, self.config.frontend, source_rate=sample_rate, max_seconds=max_seconds):
+                    if pending and pending[-1][1].numel() != window.numel():
+                        flush()  # a short clip run whole (Wav2CLIP) has its own length: batch only equal lengths
                     pending.append((i, window, valid))
                     if len(pending) >= batch_size:
                         flush()

@@ -33,6 +33,7 @@ from .embedding_map import EmbeddingMap
 from .generate import Generator, ProgressFn, backend_for, blend_embeddings
 from .index import GalleryIndex, SearchResult
 from .model import WavBriVL, resolve_checkpoint
+from .pairs import PAIRS_DIR, TrainingPairs, copy_pairs, find_pairs
 from .zeroshot import ZeroShotClassifier
 
 log = logging.getLogger(__name__)
@@ -159,29 +160,49 @@ class WavBriVLPipeline:
         pipe.problems = problems
         return pipe
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the bundle folder (atomically): checkpoint, card, and the generator and index when present.
+    def save_pretrained(self, path: str | os.PathLike, *, files_from: str | os.PathLike | None = None) -> Path:
+        """Write the bundle folder (atomically): checkpoint, card, and the generator, index, example sounds and
+        training pairs when present.
 
         The index is written self-contained (its pictures copied inside), so the folder can be moved or shared.
+        ``files_from``: the bundle folder the example sounds and training pairs are copied from (default: the
+        model's own; a retargeted model's checkpoint is new, while its examples and pairs are its source's).
         """
+        source = Path(files_from) if files_from is not None else self.model.root
         extra: dict[str, Callable[[Path], Any]] = {BUNDLE_FILE: lambda p: self.card.save(p.parent)}
         if self.card.examples:
-            if self.model.root is None:
+            if source is None:
                 raise ValueError("the card lists example sounds but the model has no folder to copy them from")
             for folder in {Path(e.file).parts[0] for e in self.card.examples}:
-                extra[folder] = functools.partial(self._copy_examples, folder)
+                extra[folder] = functools.partial(self._copy_examples, source, folder)
         if self.generator is not None:
             extra[GENERATOR_DIR] = self.generator.save_pretrained
         if self.index is not None:
             extra[INDEX_DIR] = self.index.export
+        pairs = find_pairs(source)
+        if pairs is not None:
+            extra[PAIRS_DIR] = functools.partial(copy_pairs, pairs)
         return self.model.save_pretrained(path, extra_files=extra)
 
-    def _copy_examples(self, folder: str, dst: Path) -> None:
+    def _copy_examples(self, source: Path, folder: str, dst: Path) -> None:
         for example in self.card.examples:
             if Path(example.file).parts[0] == folder:
                 target = dst.parent / example.file
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.model.root / example.file, target)
+                shutil.copyfile(source / example.file, target)
+
+    def retarget(self, backbone: str, out: str | os.PathLike, *, trunk: str = "bundle", steps: int | None = None,
+                 seed: int | None = None, cache_dir: str | os.PathLike | None = None, device: str | None = None,
+                 progress: bool = True) -> "WavBriVLPipeline":
+        """A bundle in ``out`` whose fresh audio head puts this bundle's sounds into the space of ``backbone`` (a preset,
+        ``"bundle"`` for this bundle's own, or an open_clip ``hf-hub:``/``local-dir:`` spec), trained on this bundle's
+        training pairs with its recipe; ``trunk``: ``"bundle"`` or ``"wav2clip:CKPT"``. See :mod:`wavbrivl.retarget`.
+        Returns the new bundle, loaded (a part that cannot load here, e.g. a GPU generator on a CPU, is left off)."""
+        from .retarget import retarget_bundle
+
+        result = retarget_bundle(self, backbone, out, trunk=trunk, steps=steps, seed=seed, cache_dir=cache_dir,
+                                 device=device, progress=progress)
+        return WavBriVLPipeline.from_pretrained(result.bundle, device=device, strict=False)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -192,6 +213,12 @@ class WavBriVLPipeline:
     @property
     def backbone_id(self) -> str:
         return self.model.backbone_id
+
+    @property
+    def training_pairs(self) -> TrainingPairs | None:
+        """The sounds and pictures the bundle's head was trained on (its ``pairs/``, :mod:`wavbrivl.pairs`), or None
+        when the bundle carries none. ``TrainConfig(manifest=str(pipe.training_pairs.manifest), ...)`` trains on them."""
+        return find_pairs(self.model.root)
 
     @property
     def embed_dim(self) -> int:

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import yaml
 
 from .bundle import BUNDLE_FILE, BundleCard
+from .pairs import PAIRS_DIR
 
 #: The bundle under ``assets/`` the demo serves and an export ships when none is named (``demo/config.py`` reads it).
 DEFAULT_BUNDLE_NAME = "everyday"
@@ -51,8 +52,11 @@ def source_root() -> Path:
 
 # ---------------------------------------------------------------------------------------------- export
 def export_space(out: str | os.PathLike, bundles: Sequence[str] = (DEFAULT_BUNDLE_NAME,), *,
-                 source: str | os.PathLike | None = None, force: bool = False) -> Path:
+                 source: str | os.PathLike | None = None, force: bool = False, pairs: bool = True) -> Path:
     """Write the Space tree for ``bundles`` (folder names under ``assets/``) to ``out``; returns ``out``.
+
+    ``pairs=False`` leaves each bundle's training pairs (``pairs/``) out: the Space does not need them to run,
+    only to retarget the bundle to another embedding space.
 
     The tree is written beside ``out`` and renamed into place, so a failed export leaves nothing half-written.
     ``out`` must not exist unless ``force`` (then it must look like an earlier export, and is replaced).
@@ -83,7 +87,8 @@ def export_space(out: str | os.PathLike, bundles: Sequence[str] = (DEFAULT_BUNDL
         for package in PACKAGES:
             _copy_tree(src / package, staging / package, src)
         for folder in folders:
-            _copy_tree(folder, staging / "assets" / folder.name, src)
+            left_out = () if pairs else (folder.relative_to(src).joinpath(PAIRS_DIR).as_posix(),)
+            _copy_tree(folder, staging / "assets" / folder.name, src, left_out)
         cards = [BundleCard.load(f) for f in folders if (f / BUNDLE_FILE).is_file()]
         readme = space_readme((src / "README.md").read_text(encoding="utf-8"), cards, staging)
         (staging / "README.md").write_text(readme, encoding="utf-8")
@@ -126,14 +131,16 @@ def _index_paths(index_dir: Path) -> list[Path]:
     return paths
 
 
-def _skipped(path: Path, root: Path) -> bool:
+def _skipped(path: Path, root: Path, also: Sequence[str] = ()) -> bool:
     rel = path.relative_to(root).as_posix()
-    return any(fnmatch.fnmatch(path.name, pattern) or rel == pattern for pattern in SKIPPED)
+    return any(fnmatch.fnmatch(path.name, pattern) or rel == pattern for pattern in SKIPPED) or rel in also
 
 
-def _copy_tree(src: Path, dst: Path, root: Path) -> None:
+def _copy_tree(src: Path, dst: Path, root: Path, also_skipped: Sequence[str] = ()) -> None:
+    """Copy ``src`` to ``dst`` without :data:`SKIPPED` and the ``also_skipped`` paths (relative to ``root``)."""
     for path in sorted(src.rglob("*")):
-        if any(_skipped(parent, root) for parent in [path, *path.parents] if parent.is_relative_to(root) and parent != root):
+        if any(_skipped(parent, root, also_skipped) for parent in [path, *path.parents]
+               if parent.is_relative_to(root) and parent != root):
             continue
         target = dst / path.relative_to(src)
         if path.is_dir():

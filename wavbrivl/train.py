@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augment, crop_batch
-from .cache import image_targets
+from .cache import image_targets, text_embeddings
 from .data import Skipped, load_waveforms, read_manifest, select_split, split_names
 from .losses import MemoryQueue, Temperature, clip_loss, info_nce
 from .metrics import retrieval_metrics
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = "trainer_state.pt"
 CONFIG_NAME = "train_config.json"
+#: Options that say where a run reads and writes, not how it trains: left out of a recipe kept as data.
+RUN_OPTIONS = ("manifest", "out", "init", "cache_dir", "resume", "stop_at_step", "device", "progress")
 
 
 @dataclass
@@ -127,6 +129,23 @@ class TrainConfig:
                        noise_snr_db=tuple(self.noise_snr_db) if self.noise_snr_db else None,
                        mix_prob=self.mix_prob, mix_db=tuple(self.mix_db), eq_db=self.eq_db)
 
+    def recipe(self) -> dict[str, Any]:
+        """How this run trains, as data (every option but where it reads and writes): a bundle stores it beside
+        its training pairs, so its head can be trained again the same way by code that does not know its world."""
+        return {k: v for k, v in asdict(self).items() if k not in RUN_OPTIONS}
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any], *, manifest: str | os.PathLike, out: str | os.PathLike,
+                    source: str = "recipe", **run: Any) -> "TrainConfig":
+        """A run of a stored :meth:`recipe` on ``manifest`` into ``out``; ``run`` (cache_dir, seed, max_steps ...)
+        wins over the recipe where not None. An option this version does not know is an error naming ``source``."""
+        unknown = set(recipe) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{source}: unknown training option(s) in the recipe: {', '.join(sorted(unknown))}")
+        options = {k: v for k, v in recipe.items() if k not in RUN_OPTIONS}
+        options.update({k: v for k, v in run.items() if v is not None})
+        return cls(manifest=str(manifest), out=str(out), **options)
+
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "TrainConfig":
         """Options from a YAML or JSON file; ``overrides`` (e.g. CLI flags) win."""
@@ -173,7 +192,8 @@ def _spec_augment(features: torch.Tensor, cfg: TrainConfig, g: torch.Generator) 
     return features * mask
 
 
-def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: float, manifest: str) -> torch.Tensor:
+def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: float, manifest: str,
+                  cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
     """:func:`toward_text` with the rows' captions, once every row is known to have one."""
     if weight == 0.0:
         return targets
@@ -181,17 +201,19 @@ def with_captions(model: WavBriVL, rows: list, targets: torch.Tensor, weight: fl
     if missing:
         raise ValueError(f"{manifest}: caption_weight needs a caption on every row; {len(missing)} have none "
                          f"(first: {missing[0]})")
-    return toward_text(model, targets, [r.caption for r in rows], weight)
+    return toward_text(model, targets, [r.caption for r in rows], weight, cache_dir)
 
 
-def toward_text(model: WavBriVL, targets: torch.Tensor, texts: list[str], weight: float) -> torch.Tensor:
+def toward_text(model: WavBriVL, targets: torch.Tensor, texts: list[str], weight: float,
+                cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
     """Unit targets moved ``weight`` of the way to their texts' embeddings (unit norm again; the text tower runs
-    once per distinct text, not at all at weight 0). The one definition of where an embedding is meant to land,
-    shared by the trainer and by a generator that must read the same points."""
+    once per distinct text, not at all at weight 0, and with ``cache_dir`` once ever). The one definition of where
+    an embedding is meant to land, shared by the trainer and by a generator that must read the same points."""
     if weight == 0.0:
         return targets
     distinct = sorted(set(texts))
-    embedded = dict(zip(distinct, model.embed_text(distinct)))
+    vectors = text_embeddings(model, distinct, cache_dir) if cache_dir is not None else model.embed_text(distinct)
+    embedded = dict(zip(distinct, vectors))
     return F.normalize((1.0 - weight) * targets + weight * torch.stack([embedded[t] for t in texts]), dim=-1)
 
 
@@ -284,11 +306,11 @@ class Trainer:
             raise ValueError(f"{cfg.manifest}: fewer than 2 usable training rows ({len(self.skipped)} skipped)")
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         self.targets, mean_norm = image_targets(model, train_rows, cache_dir, progress=cfg.progress)
-        self.targets = with_captions(model, train_rows, self.targets, cfg.caption_weight, cfg.manifest)
+        self.targets = with_captions(model, train_rows, self.targets, cfg.caption_weight, cfg.manifest, cache_dir)
         self.val_targets = None
         if val_rows:
             self.val_targets = with_captions(model, val_rows, image_targets(model, val_rows, cache_dir)[0],
-                                             cfg.caption_weight, cfg.manifest)
+                                             cfg.caption_weight, cfg.manifest, cache_dir)
         self.val_labels = [r.label for r in val_rows]
         model.config.image_embed_norm = mean_norm
         self.augmentation = cfg.augment()

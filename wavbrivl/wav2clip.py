@@ -6,8 +6,9 @@ Its checkpoint is a PyTorch Lightning file whose ``state_dict`` holds ``audio_en
 its unused ``fc`` classifier and ``spectrogram.window`` buffer are dropped) and ``audio_transform.*``.
 
 Two deliberate differences from the original code: the spectrogram is normalised per sample (Wav2CLIP
-normalised over the whole batch, so its embeddings depended on batch company), and long clips are
-windowed and pooled like every wavbrivl model.
+normalised over the whole batch, so its embeddings depended on batch company), and clips longer than
+10 s (its training length) are windowed and pooled like every wavbrivl model. A clip up to 10 s long runs
+whole, in one pass and unpadded, as the original ran it (``FrontEndConfig.pads_short_clips``).
 """
 from __future__ import annotations
 

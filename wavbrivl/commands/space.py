@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--push", metavar="REPO_ID", help="then upload the tree to this Space (OWNER/NAME) with huggingface_hub")
     e.add_argument("--private", action="store_true", help="create the Space private (with --push)")
     e.add_argument("--force", action="store_true", help="replace OUT when it holds an earlier export")
+    e.add_argument("--no-pairs", action="store_true",
+                   help="leave each bundle's training pairs (pairs/) out: the Space runs without them")
     e.set_defaults(func=run_export)
 
 
@@ -28,7 +30,7 @@ def run_export(args: argparse.Namespace) -> int:
         if args.push:  # token and connection first: a push that cannot work stops before anything is written
             check_repo_id(args.push)
             client = hub_client()
-        out = export_space(args.out, args.bundle or [DEFAULT_BUNDLE_NAME], force=args.force)
+        out = export_space(args.out, args.bundle or [DEFAULT_BUNDLE_NAME], force=args.force, pairs=not args.no_pairs)
         files = [p for p in out.rglob("*") if p.is_file()]
         print(f"wrote {out}: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.1f} MB")
         if args.push:

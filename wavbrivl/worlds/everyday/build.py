@@ -39,6 +39,7 @@ from ...backbone import BackboneConfig, save_open_clip_folder, weights_digest
 from ...embedding_to_image import EmbeddingToImageTrainConfig
 from ...encoder import EncoderConfig
 from ...model import WavBriVL, WavBriVLConfig
+from ...pairs import PAIRS_DIR, write_pairs
 from ..folders import BuildFolders
 from .backbone import CAPTION_TEMPLATES, PHRASE_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
 from .world import EverydayWorld, load_pictures, load_recordings
@@ -90,6 +91,9 @@ class EverydaySettings:
     # 0.31 / 0.54 at 64 px, for a quarter of the pixels).
     judge_size: int = 32
     examples: int = 10
+    # The training pairs the bundle carries (pairs/, for `wavbrivl retarget`): pictures at CLIP's input size, so a
+    # bigger backbone sees them as it was trained to.
+    pairs_image_size: int = 224
 
     @classmethod
     def reduced(cls) -> "EverydaySettings":
@@ -209,6 +213,9 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     folders.save_models(model, pipe, {"bundle": "wavbrivl everyday world", "seed": s.seed})
     _assemble_gallery(world, staging, model)
     _copy_data_card(world, staging)
+    # The head's pairs and its recipe as data (only run options dropped): the one copy of the recipe stays head_config.
+    write_pairs(world.rows, staging / PAIRS_DIR, s.student_rate, s.pairs_image_size,
+                train_recipe=head_config(s, "", "", "", "").recipe())
     timings["assemble_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
