@@ -16,6 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
 
+from .hub import HubParts, generator_source
 from .zeroshot import DEFAULT_TEMPLATES, check_templates
 
 BUNDLE_FILE = "bundle.json"
@@ -89,6 +90,7 @@ class BundleCard:
     examples: list[ExampleSound] = field(default_factory=list)
     parts: list[BundlePart] = field(default_factory=list)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    hub: HubParts | None = None  # parts named on the Hugging Face Hub, resolved at run time (wavbrivl.hub)
     format: str = BUNDLE_FORMAT
     format_version: int = BUNDLE_VERSION
 
@@ -128,6 +130,7 @@ class BundleCard:
             examples=[_entry(ExampleSound, e, f"{source}: examples[{i}]") for i, e in enumerate(data.get("examples", []))],
             parts=[_entry(BundlePart, p, f"{source}: parts[{i}]") for i, p in enumerate(data.get("parts", []))],
             generator=_entry(GeneratorSettings, data.get("generator", {}), f"{source}: generator"),
+            hub=_hub_parts(data["hub"], f"{source}: hub") if data.get("hub") else None,
         )
         try:
             check_templates(card.templates)
@@ -141,6 +144,10 @@ class BundleCard:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.hub is None:
+            data.pop("hub")
+        else:
+            data["hub"] = self.hub.to_dict()
         return {"format": data.pop("format"), "format_version": data.pop("format_version"), **data}
 
     def save(self, folder: str | Path) -> Path:
@@ -168,3 +175,14 @@ def _entry(cls: type, data: Any, where: str) -> Any:
     if unknown:
         raise BundleError(f"{where} has unknown field(s) {', '.join(repr(u) for u in unknown)}")
     return cls(**data)
+
+
+def _hub_parts(data: Any, where: str) -> HubParts:
+    """The card's ``hub`` section; every generator entry is checked now (a known name or a complete source)."""
+    parts = _entry(HubParts, data, where)
+    for i, entry in enumerate(parts.generators):
+        try:
+            generator_source(entry)
+        except ValueError as exc:
+            raise BundleError(f"{where}.generators[{i}]: {exc}") from None
+    return parts
