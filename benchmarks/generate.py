@@ -40,7 +40,9 @@ def measure(kind: str, steps: int, runs: int, threads: int, starter: str) -> dic
     elif kind == "starter":
         gen = Generator.from_pretrained(starter, device="cpu")
     else:  # the real Stable unCLIP 2.1
-        gen = Generator.from_pretrained(device="cuda", local_files_only=True)
+        from wavbrivl.hub import generator_source
+
+        gen = Generator.from_source(generator_source("unclip-h"), device="cuda", local_files_only=True)
         size = 512
         torch.cuda.reset_peak_memory_stats()
     emb = torch.nn.functional.normalize(torch.randn(gen.embed_dim), dim=0)

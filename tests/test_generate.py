@@ -28,25 +28,39 @@ def tiny_tokenizer(tmp_path):
     return CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=77)
 
 
+def tiny_text_encoder(dim: int = 32):
+    """diffusers' dummy CLIP text encoder (its tests' config), random weights."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=dim, projection_dim=dim, intermediate_size=37,
+        layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000))
+
+
+def tiny_unet(dim: int = 32, **extra):
+    """diffusers' dummy Stable Diffusion UNet (cross-attention width ``dim``); ``extra``: e.g. unCLIP's class
+    embedding settings."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), attention_head_dim=(2, 4),
+        cross_attention_dim=dim, layers_per_block=1, upcast_attention=True, use_linear_projection=True, **extra)
+
+
 def tiny_unclip(tmp_path):
     """diffusers' own dummy components for this pipeline (embedding dim 32), built from configs."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     dim = 32
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=dim, projection_dim=dim, num_hidden_layers=5, num_attention_heads=4, image_size=32,
         intermediate_size=37, patch_size=1))
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=dim, projection_dim=dim, intermediate_size=37,
-        layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000))
-    unet = UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), attention_head_dim=(2, 4),
-        class_embed_type="projection", projection_class_embeddings_input_dim=dim * 2, cross_attention_dim=dim,
-        layers_per_block=1, upcast_attention=True, use_linear_projection=True)
+    text_encoder = tiny_text_encoder(dim)
+    unet = tiny_unet(dim, class_embed_type="projection", projection_class_embeddings_input_dim=dim * 2)
     return StableUnCLIPImg2ImgPipeline(
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32), image_encoder=image_encoder,
         image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=dim),

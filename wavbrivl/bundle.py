@@ -16,6 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
 
+from .hub import HubParts, generator_source
 from .zeroshot import DEFAULT_TEMPLATES, check_templates
 
 BUNDLE_FILE = "bundle.json"
@@ -105,6 +106,7 @@ class BundleCard:
     parts: list[BundlePart] = field(default_factory=list)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     calibration: Calibration = field(default_factory=Calibration)
+    hub: HubParts | None = None  # parts named on the Hugging Face Hub, resolved at run time (wavbrivl.hub)
     format: str = BUNDLE_FORMAT
     format_version: int = BUNDLE_VERSION
 
@@ -145,6 +147,7 @@ class BundleCard:
             parts=[_entry(BundlePart, p, f"{source}: parts[{i}]") for i, p in enumerate(data.get("parts", []))],
             generator=_entry(GeneratorSettings, data.get("generator", {}), f"{source}: generator"),
             calibration=_entry(Calibration, data.get("calibration", {}), f"{source}: calibration"),
+            hub=_hub_parts(data["hub"], f"{source}: hub") if data.get("hub") else None,
         )
         scale, unsure = card.calibration.logit_scale, card.calibration.unsure_below
         if not (scale is None or (isinstance(scale, (int, float)) and scale > 0)) or not (
@@ -162,6 +165,10 @@ class BundleCard:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.hub is None:
+            data.pop("hub")
+        else:
+            data["hub"] = self.hub.to_dict()
         return {"format": data.pop("format"), "format_version": data.pop("format_version"), **data}
 
     def save(self, folder: str | Path) -> Path:
@@ -189,3 +196,14 @@ def _entry(cls: type, data: Any, where: str) -> Any:
     if unknown:
         raise BundleError(f"{where} has unknown field(s) {', '.join(repr(u) for u in unknown)}")
     return cls(**data)
+
+
+def _hub_parts(data: Any, where: str) -> HubParts:
+    """The card's ``hub`` section; every generator entry is checked now (a known name or a complete source)."""
+    parts = _entry(HubParts, data, where)
+    for i, entry in enumerate(parts.generators):
+        try:
+            generator_source(entry)
+        except ValueError as exc:
+            raise BundleError(f"{where}.generators[{i}]: {exc}") from None
+    return parts

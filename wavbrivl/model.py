@@ -398,7 +398,9 @@ def resolve_checkpoint(
     from huggingface_hub import snapshot_download
 
     if local_files_only is None:
-        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        from .hub import offline
+
+        local_files_only = offline()
     try:
         return Path(snapshot_download(name, revision=revision, local_files_only=local_files_only, token=token))
     except Exception as exc:

@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
@@ -31,8 +31,9 @@ from .audio import AudioInput
 from .bundle import BUNDLE_FILE, BundleCard
 from .embedding_map import EmbeddingMap
 from .generate import Generator, ProgressFn, backend_for, blend_embeddings
+from .hub import GeneratorSource, HubParts, generator_source, known_sources, resolve_parts
 from .index import GalleryIndex, SearchResult
-from .model import WavBriVL, resolve_checkpoint
+from .model import WEIGHTS_NAME, WavBriVL, resolve_checkpoint
 from .pairs import PAIRS_DIR, TrainingPairs, copy_pairs, find_pairs
 from .zeroshot import ZeroShotClassifier
 
@@ -121,8 +122,11 @@ class WavBriVLPipeline:
     ) -> "WavBriVLPipeline":
         """Load a bundle folder or hub repo: the checkpoint, and its ``index/``, ``generator/`` and card.
 
-        ``index`` / ``generator``: ``"auto"`` takes the bundle's own folder when there is one, a path or hub id
-        takes that, None leaves the part out. With ``strict=False`` a part that cannot be used is left out
+        ``index`` / ``generator``: ``"auto"`` takes the bundle's own folder when there is one (for the generator,
+        else the first of the card's ``hub.generators`` that resolves), a path or hub id takes that, a source
+        name from ``wavbrivl/generators.json`` (``ip-adapter-sd15-lcm`` ...) builds that generator from hub parts,
+        None leaves the part out. Parts the card names on the Hub (:class:`~wavbrivl.hub.HubParts`) are fetched
+        into the Hugging Face cache and checked first; what is missing is named in one message. With ``strict=False`` a part that cannot be used is left out
         and its reason recorded in ``problems`` (the demo keeps serving what works); the audio model itself
         must load either way. A generator that needs a GPU is not loaded on a CPU unless ``generator_on_cpu``.
         """
@@ -130,7 +134,6 @@ class WavBriVLPipeline:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         stage("loading the audio model", 0.1)
         root = resolve_checkpoint(name_or_path, revision=revision, local_files_only=local_files_only, token=token)
-        model = WavBriVL.from_pretrained(root, device=device)
         problems: dict[str, str] = {}
 
         def attempt(part: str, load: Callable[[], Any]) -> Any:
@@ -145,6 +148,15 @@ class WavBriVLPipeline:
 
         card = attempt("card", lambda: load_card(root, str(name_or_path)))
         card = card or BundleCard.default(name=_display_name(root, str(name_or_path)), folder=root)
+        hub_source = None
+        if card.hub is not None:
+            stage("checking the parts the bundle names on the Hugging Face Hub", 0.15)
+            wanted = card.hub if generator == AUTO and not (root / GENERATOR_DIR).exists() else replace(card.hub, generators=[])
+            found, resolved, why = resolve_parts(wanted, local_files_only=local_files_only)
+            hub_source = resolved.source if resolved else None
+            if why:
+                attempt("generator", lambda: _raise(FeatureUnavailable(why)))
+        model = _load_model(root, device, found.get("wav2clip") if card.hub is not None else None)
         loaded_index = None
         index_path = _part_path(index, root / INDEX_DIR)
         if index_path is not None:
@@ -152,10 +164,17 @@ class WavBriVLPipeline:
             loaded_index = attempt("index", lambda: _checked_index(index_path, model))
         loaded_generator = None
         generator_path = _part_path(generator, root / GENERATOR_DIR)
-        if generator_path is not None:
+        named = hub_source or (_known_source(generator_path) if generator_path else None)
+        if named is not None:
+            stage(f"loading the image generator ({named.name}, from the Hugging Face cache)", 0.6)
+            loaded_generator = attempt("generator", lambda: _source_generator(named, model, str(device), allow_cpu=generator_on_cpu,
+                                                                                local_files_only=local_files_only))
+        elif generator_path is not None:
             stage("loading the image generator", 0.6)
             loaded_generator = attempt("generator", lambda: _checked_generator(
                 generator_path, model, str(device), allow_cpu=generator_on_cpu))
+        if loaded_generator is not None:
+            stage(f"image generator: {loaded_generator.source}", 0.7)
         pipe = cls(model, index=loaded_index, generator=loaded_generator, card=card, max_seconds=max_seconds)
         pipe.problems = problems
         return pipe
@@ -175,8 +194,13 @@ class WavBriVLPipeline:
                 raise ValueError("the card lists example sounds but the model has no folder to copy them from")
             for folder in {Path(e.file).parts[0] for e in self.card.examples}:
                 extra[folder] = functools.partial(self._copy_examples, source, folder)
-        if self.generator is not None:
+        if self.generator is not None and self.generator.origin is None:
             extra[GENERATOR_DIR] = self.generator.save_pretrained
+        elif self.generator is not None:  # hub parts: named in the card, not copied
+            hub = self.card.hub or HubParts()
+            if not any(generator_source(g).name == self.generator.origin.name for g in hub.generators):
+                hub = replace(hub, generators=[asdict(self.generator.origin), *hub.generators])
+            extra[BUNDLE_FILE] = lambda p: replace(self.card, hub=hub).save(p.parent)
         if self.index is not None:
             extra[INDEX_DIR] = self.index.export
         pairs = find_pairs(source)
@@ -405,6 +429,42 @@ def _checked_index(path: str, model: WavBriVL) -> GalleryIndex:
     index = GalleryIndex.load(path)
     index.check_compatible(model)
     return index
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _load_model(root: Path, device: str | torch.device, wav2clip: Path | None) -> WavBriVL:
+    """The bundle's audio model; a bundle that names the published Wav2CLIP checkpoint instead of carrying its
+    weights gets them converted from the (checked) download."""
+    if wav2clip is not None and not (root / WEIGHTS_NAME).is_file():
+        from .wav2clip import import_wav2clip
+
+        model = import_wav2clip(wav2clip)
+        model.root = root
+        return model.to(device)
+    return WavBriVL.from_pretrained(root, device=device)
+
+
+def _known_source(value: str) -> GeneratorSource | None:
+    """A generator named by a ``generators.json`` source name (not a folder or hub id), else None."""
+    if Path(value).exists() or "/" in value:
+        return None
+    return known_sources().get(value)
+
+
+def _source_generator(source: GeneratorSource, model: WavBriVL, device: str, *, allow_cpu: bool,
+                      local_files_only: bool | None) -> Generator:
+    if source.needs_gpu and device == "cpu" and not allow_cpu:
+        raise FeatureUnavailable(
+            f"generator {source.name!r} needs a GPU (minutes per image on a CPU; the few-step source ip-adapter-sd15-lcm "
+            "does not); search and labels work. Run on a GPU host, or allow the generator on the CPU anyway."
+        )
+    generator = Generator.from_source(source, device=device, embed_norm=model.config.image_embed_norm,
+                                      local_files_only=local_files_only)
+    generator.check_space(model.backbone_id, model.embed_dim)
+    return generator
 
 
 def _checked_generator(path: str, model: WavBriVL, device: str, *, allow_cpu: bool) -> Generator:

@@ -265,6 +265,6 @@ def push_space(folder: str | os.PathLike, repo_id: str, *, client: tuple[Any, st
     return f"{constants.ENDPOINT}/spaces/{repo_id}"
 
 
-def check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str, what: str = "--push takes a Space id") -> None:
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
-        raise SpaceError(f"--push takes a Space id OWNER/NAME, not {repo_id!r}")
+        raise SpaceError(f"{what} OWNER/NAME, not {repo_id!r}")
