@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 
 from wavbrivl.audio import AudioError
 from wavbrivl.images import load_image
@@ -33,6 +34,7 @@ from .uploads import VisitorSounds
 
 log = logging.getLogger(__name__)
 MAX_LABELS = 64
+DISPLAY_SIDE = 256  # generated pictures smaller than this are enlarged smoothly for the page
 
 
 def visitor_errors(fn: Callable) -> Callable:
@@ -161,13 +163,14 @@ class DemoService(PipelineLoader):
         desc = text("generating", lang)
         progress((0, steps), desc=desc, unit="steps")
         try:
-            return pipeline.generate(
+            picture = pipeline.generate(
                 self._sound(pipeline, audio) if audio is not None else None, prompt=prompt, mix=float(mix), seed=int(seed),
                 steps=steps, guidance=float(guidance) if guidance and guidance > 0 else None,
                 noise_level=int(min(max(noise_level, 0), 999)),
                 progress=lambda i, n: progress((i, n), desc=desc, unit="steps"))
         except FeatureUnavailable as exc:
             raise DemoError("no_generator", reason=str(exc)) from None
+        return for_display(picture)
 
     # ------------------------------------------------------------------ private page events
     def verdict(self, scores: dict[str, float] | None, request: gr.Request = None) -> tuple[Any, str]:
@@ -246,3 +249,12 @@ def on_gpu(fn: Callable, duration: int = 120) -> Callable:
     except ImportError:
         return fn
     return spaces.GPU(duration=duration)(fn)
+
+
+def for_display(picture: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """A small generated picture enlarged smoothly (Lanczos) to ``side`` pixels, so the page and the API show a
+    drawing rather than pixel blocks; larger pictures are returned as they are."""
+    if max(picture.size) >= side:
+        return picture
+    scale = side / max(picture.size)
+    return picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)

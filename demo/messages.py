@@ -60,6 +60,8 @@ PAGE: dict[str, str] = {
     "guidance": "Guidance (0 = the generator's default)",
     "generate_button": "Generate picture",
     "generated_label": "Generated picture",
+    "generated_retrieval": "How the picture is made: the generator starts from the drawing in its training set "
+                           "nearest your sound (retrieval) and repaints it toward the sound.",
     "about_title": "About this model",
     "about": "**{bundle_name}**\n\n{bundle_description}\n\n🔒 Your recordings are not kept: each sound is deleted from the "
              "server as soon as it has been analysed. Only its embedding (a list of numbers that cannot be played back) "

@@ -82,7 +82,10 @@ def build_ui(service: DemoService, *, delete_cache: tuple[int, int] | None = DEL
                         noise = gr.Slider(0, 999, value=0, step=1, label=t("noise"))
                         guidance = gr.Slider(0.0, 20.0, value=0.0, step=0.5, label=t("guidance"))
                     gen_btn = gr.Button(t("generate_button"), variant="primary", elem_id="generate")
-                gen_out = gr.Image(label=t("generated_label"), type="pil", height=360, elem_id="generated")
+                with gr.Column(scale=1):
+                    gen_out = gr.Image(label=t("generated_label"), type="pil", height=360, elem_id="generated")
+                    if service.card.generator.retrieval:
+                        gr.Markdown(t("generated_retrieval"), elem_id="generated-retrieval")
 
         with gr.Accordion(t("about_title"), open=False, elem_id="about"):
             gr.Markdown(t("about"))

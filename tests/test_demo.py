@@ -135,7 +135,11 @@ def test_classify_is_softmax_over_cosines(service, clip, tiny_model):
 def test_generate_is_seeded_and_reports_steps(service, clip):
     rec = Recorder()
     img = service.generate(clip, "", 0.0, 7, 3, 0, 0.0, progress=rec)
-    assert isinstance(img, Image.Image) and img.size == (16, 16)
+    # the generator's 16-px picture, enlarged smoothly for the page: no pixel blocks (in-between shades appear)
+    assert isinstance(img, Image.Image) and img.size == (256, 256)
+    small = service.pipeline.generate(clip, seed=7, steps=3)
+    assert small.size == (16, 16) and len(np.unique(np.asarray(img).reshape(-1, 3), axis=0)) > len(
+        np.unique(np.asarray(small).reshape(-1, 3), axis=0))
     assert [c[0] for c in rec.calls if c[1] == "generating"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     again = service.generate(clip, "", 0.0, 7, 3, 0, 0.0, progress=Recorder())
     other = service.generate(clip, "", 0.0, 8, 3, 0, 0.0, progress=Recorder())
@@ -258,7 +262,7 @@ def test_named_endpoints_over_http(live_app, tmp_path):
     labels = client.predict(handle_file(str(wav)), "a small red circle\na large blue square", api_name="/classify")
     assert {c["label"] for c in labels["confidences"]} == {"a small red circle", "a large blue square"}
     image = client.predict(handle_file(str(wav)), "", 0.0, 1, 2, 0, 0.0, api_name="/generate")
-    assert Image.open(image).size == (16, 16)
+    assert Image.open(image).size == (256, 256)
 
 
 def test_errors_reach_the_client_readably(live_app, tmp_path):

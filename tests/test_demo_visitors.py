@@ -107,7 +107,7 @@ def test_an_upload_is_deleted_once_embedded_and_its_follow_ups_still_work(servic
     # The labels, another k, the map and a picture minutes later come back with the same path: they still work.
     assert len(service.classify(str(wav), "a, b")) == 2 and len(service.search(str(wav), 2)[0]) == 2
     assert service.sound_map(str(wav), 4) is not None
-    assert service.generate(str(wav), "", 0.0, 1, 2, 0, 0.0, progress=lambda *a, **k: None).size == (16, 16)
+    assert service.generate(str(wav), "", 0.0, 1, 2, 0, 0.0, progress=lambda *a, **k: None).size == (256, 256)
     # A bad upload is deleted too, and reported as what it was every time it is asked about.
     quiet = upload(folder, np.zeros(16000, np.float32), "quiet.wav")
     for _ in range(2):

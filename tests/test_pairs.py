@@ -50,6 +50,25 @@ def test_write_pairs_compresses_reports_and_skips_one_bad_file(tmp_path):
     assert np.corrcoef(source[:n], decoded[:n])[0, 1] > 0.99
 
 
+def test_opus_pairs_at_the_nearest_opus_rate_and_palette_pictures(tmp_path):
+    """Opus stores a 22.05 kHz trunk's clips at 24 kHz (the rates Opus allows), smaller than Vorbis; pictures reduced
+    to a palette stay drawings; an unknown codec is refused before anything is written."""
+    rows = source_rows(tmp_path / "raw")[:6]
+    vorbis = write_pairs(rows, tmp_path / "vorbis", 22050, compression_level=1.0).info
+    opus = write_pairs(rows, tmp_path / "opus", 22050, codec="opus", compression_level=0.93, image_colours=16).info
+    assert opus["audio"]["codec"] == "opus" and opus["audio"]["sample_rate"] == 24000
+    assert opus["audio"]["bytes"] < vorbis["audio"]["bytes"] and opus["images"]["palette_colours"] == 16
+    written = read_manifest(tmp_path / "opus" / "manifest.csv")
+    assert (sf.info(str(written[0].audio)).samplerate, sf.info(str(written[0].audio)).subtype) == (24000, "OPUS")
+    assert Image.open(written[0].images[0]).mode == "P"
+    source = load_audio(rows[0]["audio"], 22050)
+    back = load_audio(str(written[0].audio), 22050)  # the loader brings it back to the trunk's rate
+    assert abs(len(back) - len(source)) < 0.05 * len(source)
+    with pytest.raises(ValueError, match="codec"):
+        write_pairs(rows, tmp_path / "bad", 22050, codec="mp3")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_bundle_hands_its_pairs_to_the_trainer(bundle, tiny_checkpoint, tmp_path):
     pipe = WavBriVLPipeline.from_pretrained(bundle, device="cpu", generator=None)
     pairs = pipe.training_pairs

@@ -79,6 +79,9 @@ class GeneratorSettings:
     guidance: float | None = None
     noise_level: int = 0
     seed: int = 0
+    # The generator starts each picture from the training drawing nearest the sound (retrieval-augmented): the
+    # page says so beside the picture, since the drawing's shape is retrieved, not invented.
+    retrieval: bool = False
 
 
 @dataclass

@@ -147,6 +147,25 @@ def generated_grid_png(examples: Sequence[tuple[str, "object"]], path: str | Pat
     return Path(path)
 
 
+def sound_picture_sheet(entries: Sequence[tuple[str, str, "object"]], path: str | Path, tile: int = 128,
+                        cols: int = 6) -> Path:
+    """Sounds and the pictures painted from them, in rows of ``cols``: each picture enlarged smoothly to ``tile``
+    pixels, with two lines under it (what the sound is; what the model made of it)."""
+    from PIL import Image, ImageDraw
+
+    rows = max(1, -(-len(entries) // cols))
+    cell = tile + 34
+    sheet = Image.new("RGB", (tile * min(cols, len(entries) or 1), cell * rows), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (title, subtitle, img) in enumerate(entries):
+        x, y = (k % cols) * tile, (k // cols) * cell
+        sheet.paste(img.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (x, y))
+        draw.text((x + 3, y + tile + 3), title[:24], fill="black")
+        draw.text((x + 3, y + tile + 17), subtitle[:24], fill="#555555")
+    sheet.save(path)
+    return Path(path)
+
+
 def sound_map_figure(points: np.ndarray, sound: np.ndarray, nearest: Sequence[int], labels: Sequence[str],
                      size: tuple[float, float] = (5.6, 4.2)):
     """The gallery map with a sound on it (a matplotlib ``Figure``): grey dots for the pictures, the nearest

@@ -79,21 +79,29 @@ class EverydaySettings:
     # every concept drawn equally often (speech has 365 takes, some concepts 2): docs/EXPERIMENTS.md, three seeds.
     caption_weight: float = 0.5
     balance_labels: float = 1.0
-    # The generator predicts the clean picture (v-prediction left a speckle of unremoved noise over every picture)
-    # at 32 px in 2x2 patches: after 600 steps the drawing judge named its pictures top-5 twice as often as
-    # the 1500-step v-prediction generator's (docs/EXPERIMENTS.md).
+    # The generator predicts the clean picture at 64 px in 4x4 patches (the UNet runs on a 16x16 grid, as cheap as
+    # the second build's 32 px in 2x2), and starts each picture from the training drawing nearest its condition
+    # (retrieval, EmbeddingToImagePipeline.set_references) noised to ``retrieval_strength`` of the schedule: a
+    # small generator then repaints a real drawing instead of inventing one. Why: docs/EXPERIMENTS.md.
     generator: EmbeddingToImageTrainConfig = field(default_factory=lambda: EmbeddingToImageTrainConfig(
-        steps=1000, batch_size=64, lr=1e-3, sample_size=32, patch_size=2, channels=(64, 128, 128), ema_decay=0.999,
+        steps=1000, batch_size=64, lr=1e-3, sample_size=64, patch_size=4, channels=(64, 128, 128), ema_decay=0.999,
         prediction_type="sample", guidance_scale=1.5, cond_noise=1.0, progress=False))
+    retrieval_strength: float = 0.6
     generator_steps: int = 25
     judge_steps: int = 1500
-    # The judge reads pictures at the generator's size: 32 px (held-out drawings 0.28 / 0.52 top-1 / top-5 against
-    # 0.31 / 0.54 at 64 px, for a quarter of the pixels).
-    judge_size: int = 32
-    examples: int = 10
-    # The training pairs the bundle carries (pairs/, for `wavbrivl retarget`): pictures at CLIP's input size, so a
-    # bigger backbone sees them as it was trained to.
-    pairs_image_size: int = 224
+    # The judge reads pictures at the generator's size; it is trained on the real drawings only.
+    judge_size: int = 64
+    judge_per_concept: int = 2  # pictures painted from each concept's target point in the report
+    examples: int = 12
+    # The training pairs the bundle carries (pairs/, for `wavbrivl retarget`) within 20 MB: the world's 128-px
+    # drawings in a 256-colour palette, each clip's first 10 s (the head trains on 2.3-s crops) in Opus at 24 kHz
+    # (the Opus rate nearest the trunk's 22.05 kHz), where Vorbis would need half as many bytes again for the same
+    # fidelity (wavbrivl.pairs).
+    pairs_image_size: int = 128
+    pairs_image_colours: int = 256
+    pairs_codec: str = "opus"
+    pairs_compression: float = 0.93
+    pairs_seconds: float = 10.0
 
     @classmethod
     def reduced(cls) -> "EverydaySettings":
@@ -103,7 +111,7 @@ class EverydaySettings:
                    generator=EmbeddingToImageTrainConfig(steps=20, batch_size=8, sample_size=32, patch_size=2,
                                                          channels=(16, 32), prediction_type="sample",
                                                          guidance_scale=1.5, cond_noise=1.0, progress=False),
-                   generator_steps=3, judge_steps=20, examples=3)
+                   generator_steps=3, judge_steps=20, judge_size=32, judge_per_concept=1, examples=3)
 
 
 def student_config(backbone_dir: Path, backbone_id: str, s: EverydaySettings, embed_dim: int) -> WavBriVLConfig:
@@ -203,8 +211,9 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     fit_pixels = load_pictures([p.path for p in fit], s.generator.sample_size)
     fit_images = [_pil(x) for x in fit_pixels]
     fit_captions = [world.concept(p.label).caption for p in fit]  # the texts the head's targets moved toward
-    pipe, gen_losses = train_embedding_to_image(fit_images, generator_conditions(model, fit_images, fit_captions,
-                                                                              s.caption_weight), s.generator)
+    conditions = generator_conditions(model, fit_images, fit_captions, s.caption_weight)
+    pipe, gen_losses = train_embedding_to_image(fit_images, conditions, s.generator)
+    pipe.set_references(fit_pixels, conditions, strength=s.retrieval_strength)
     timings["generator_s"] = time.perf_counter() - t
     log.info("generator trained in %.0f s", timings["generator_s"])
 
@@ -214,21 +223,24 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     _assemble_gallery(world, staging, model)
     _copy_data_card(world, staging)
     # The head's pairs and its recipe as data (only run options dropped): the one copy of the recipe stays head_config.
-    write_pairs(world.rows, staging / PAIRS_DIR, s.student_rate, s.pairs_image_size,
+    write_pairs(world.rows, staging / PAIRS_DIR, s.student_rate, s.pairs_image_size, codec=s.pairs_codec,
+                compression_level=s.pairs_compression, image_colours=s.pairs_image_colours, max_seconds=s.pairs_seconds,
                 train_recipe=head_config(s, "", "", "", "").recipe())
     timings["assemble_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     from .evaluate import calibrate_bundle, evaluate_bundle
-    from .report import choose_examples, write_card, write_report
+    from .report import choose_examples, write_card, write_example_sheet, write_report
 
     write_card(staging, world, [], s)  # labels and templates first: calibration and evaluation classify as the demo will
     calibration, fitted = calibrate_bundle(staging, world)  # the zero-shot scale, fitted on the validation split
     write_card(staging, world, [], s, calibration)
-    report = evaluate_bundle(staging, world, seed=s.seed, judge_steps=s.judge_steps, judge_size=s.judge_size)
+    report = evaluate_bundle(staging, world, seed=s.seed, judge_steps=s.judge_steps, judge_size=s.judge_size,
+                             caption_weight=s.caption_weight, per_concept=s.judge_per_concept)
     report["calibration"]["validation"] = fitted
     examples = choose_examples(world, report, s.examples)
     write_card(staging, world, examples, s, calibration)
+    write_example_sheet(staging, world, examples)
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     report["build"] = {

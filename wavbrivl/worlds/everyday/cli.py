@@ -167,7 +167,8 @@ def run_eval(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     built = json.loads((bundle / "report.json").read_text())["build"]["settings"]
     report = evaluate_bundle(bundle, EverydayWorld.load(Path(args.cache) / "world"), seed=built["seed"],
-                             judge_steps=built["judge_steps"], judge_size=built.get("judge_size", 64))
+                             judge_steps=built["judge_steps"], judge_size=built.get("judge_size", 64),
+                             caption_weight=built.get("caption_weight", 0.5), per_concept=built.get("judge_per_concept", 2))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_report(report, out)

@@ -16,7 +16,8 @@ Heard and never-heard concepts are reported apart; every figure comes with its c
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -158,10 +159,49 @@ def calibrate_bundle(bundle, world, *, progress: bool = False) -> tuple[Calibrat
     return Calibration(logit_scale=round(fit.logit_scale, 4), fitted_on=fitted_on), fit.report | {"fitted": True}
 
 
+def has_references(pipeline) -> bool:
+    """Whether the bundle's generator starts pictures from retrieved reference drawings."""
+    return getattr(getattr(pipeline.generator, "pipeline", None), "references", None) is not None
+
+
+@contextmanager
+def references(pipeline, on: bool) -> Iterator[None]:
+    """Generation with (``on``) or without the generator's retrieved reference drawings (a no-op without any)."""
+    if not has_references(pipeline):
+        yield
+        return
+    gen = pipeline.generator.pipeline
+    before, gen.use_references = gen.use_references, on
+    try:
+        yield
+    finally:
+        gen.use_references = before
+
+
+def head_targets(model, world, caption_weight: float) -> torch.Tensor:
+    """Each concept's point the audio head is trained to reach (in the order of ``world.names``): the mean
+    embedding of the pictures its manifest rows pair with, moved ``caption_weight`` toward its caption, as the
+    trainer's frozen targets are (``train.toward_text``)."""
+    from ...train import toward_text
+
+    pictures = {}
+    for r in world.rows:
+        pictures.setdefault(r.label, r.images)
+    points = []
+    for c in world.concepts:
+        paths = pictures.get(c.name) or [p.path for p in world.pictures if p.label == c.name and p.split == "fit"][:8]
+        points.append(F.normalize(model.embed_image(paths).mean(0), dim=-1))
+    return toward_text(model, torch.stack(points), [c.caption for c in world.concepts], caption_weight)
+
+
 def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, judge_size: int = 64,
-                    progress: bool = False) -> dict[str, Any]:
+                    caption_weight: float = 0.5, per_concept: int = 2, progress: bool = False) -> dict[str, Any]:
     """Every figure of the bundle's report, on the world's test split (held-out sources and never-heard
-    concepts), through the bundle's own pipeline: what the demo would answer for each clip."""
+    concepts), through the bundle's own pipeline: what the demo would answer for each clip.
+
+    Generation is judged from the held-out sounds and, ``per_concept`` pictures each, from the point the audio head
+    aims each concept's sounds at (what a perfect audio encoder would hand the generator), each with and without
+    the generator's retrieved reference drawings when it has them."""
     from ...pipeline import WavBriVLPipeline
     from .world import load_pictures
 
@@ -194,6 +234,16 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
         "clips": [],
     }
     n = len(names)
+    chance = {"top1": 1 / n, "top5": 5 / n}
+    retrieves = has_references(pipeline)
+    targets = head_targets(pipeline.model, world, caption_weight)
+    target_labels = [c for c in names for _ in range(per_concept)]
+    report["generation_from_targets"] = {}
+    for mode, on in (("retrieval", True), ("no_retrieval", False)) if retrieves else (("plain", True),):
+        with references(pipeline, on):
+            _, judged, _ = generate_and_judge(pipeline, targets.repeat_interleave(per_concept, 0), target_labels, names,
+                                              judge, class_labels, seed=seed)
+        report["generation_from_targets"][mode] = averaged(judged, target_labels, chance)
     for group, want in (("heard", True), ("never_heard", False)):
         pick = [i for i, r in enumerate(rows) if world.concept(r.label).heard == want]
         if not pick:
@@ -203,20 +253,33 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
         retrieval = retrieval_hits([top5[i] for i in pick], labels)
         report[group] = {
             "audio_to_picture": averaged(retrieval, labels, gallery_chance(labels, gallery_labels)),
-            "zeroshot": averaged(zero_shot_hits(classifier, audio[pick], [label_of[x] for x in labels]), labels,
-                                 {"top1": 1 / n, "top5": 5 / n}),
-            "generation_judge": averaged({"top5": judged["top5"], "top1": judged["top1"]}, labels, {"top1": 1 / n, "top5": 5 / n}),
-            "generation_frozen_tower": averaged(tower, labels, {"top1": 1 / n, "top5": 5 / n}),
+            "zeroshot": averaged(zero_shot_hits(classifier, audio[pick], [label_of[x] for x in labels]), labels, chance),
+            "generation_judge": averaged({"top5": judged["top5"], "top1": judged["top1"]}, labels, chance),
+            "generation_frozen_tower": averaged(tower, labels, chance),
         }
+        if retrieves:
+            with references(pipeline, False):
+                _, plain, _ = generate_and_judge(pipeline, audio[pick], labels, names, judge, class_labels, seed=seed)
+            report[group]["generation_judge_no_retrieval"] = averaged(plain, labels, chance)
         report.setdefault("_generated", []).extend(zip(labels, pixels))
+    labels_all = np.array([r.label for r in rows])
+    centre = {c: F.normalize(audio[torch.from_numpy(labels_all == c)].mean(0), dim=0) for c in set(labels_all)}
     for i, r in enumerate(rows):
         order = torch.argsort(probs[i], descending=True)[:3].tolist()
         report["clips"].append({
             "audio": str(r.audio.relative_to(world.root)), "label": r.label, "heard": world.concept(r.label).heard,
             "source": r.meta.get("source", ""), "top3": [[names[j], round(float(probs[i, j]), 4)] for j in order],
             "nearest_picture": top5[i][0].caption if top5[i] else "",
+            # how typical of its concept's held-out clips this one is (cosine to their mean): how examples are chosen
+            "typicality": round(float(audio[i] @ centre[r.label]), 4), "seconds": round(_seconds(r.audio), 2),
         })
     return report
+
+
+def _seconds(path) -> float:
+    import soundfile as sf
+
+    return float(sf.info(str(path)).duration)
 
 
 def gallery_chance(labels: Sequence[str], gallery_labels: Sequence[str]) -> dict[str, float]:

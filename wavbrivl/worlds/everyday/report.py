@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -30,33 +30,47 @@ DESCRIPTION = {
 EXAMPLE_SECONDS = 8.0
 
 
-def choose_examples(world, report: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """Held-out recordings to click: right answers across groups (the live ones first), a never-heard concept,
-    and one clip the model gets wrong, labelled as such."""
-    clips = report["clips"]
-    right = [c for c in clips if c["heard"] and c["top3"] and c["top3"][0][0] == c["label"]]
-    wrong = [c for c in clips if c["heard"] and c["top3"] and c["top3"][0][0] != c["label"]]
-    never = [c for c in clips if not c["heard"]]
-    picked: list[dict[str, Any]] = []
+#: What a stakeholder tries first: animals, then sounds one can make at a laptop (door knock never heard in
+#: training: pictures and words only). A concept without a held-out clip in the world is passed over.
+EXAMPLE_CONCEPTS = ("dog", "cat", "rooster", "cow", "sheep", "clapping", "keyboard typing", "speech", "laughing",
+                    "finger snapping", "coughing", "door knock")
 
-    def take(pool: list[dict[str, Any]], count: int) -> None:
-        used = {c["label"] for c in picked}
-        groups = {world.concept(c["label"]).group for c in picked}
-        ranked = sorted(pool, key=lambda c: (not world.concept(c["label"]).live, world.concept(c["label"]).group in groups,
-                                             -c["top3"][0][1] if c["top3"] else 0))
-        for c in ranked:
-            if len(picked) >= count:
-                return
-            if c["label"] not in used:
-                picked.append(c)
-                used.add(c["label"])
-                groups.add(world.concept(c["label"]).group)
 
-    take(right, max(1, n - 2))
-    never_right = [c for c in never if c["top3"] and c["top3"][0][0] == c["label"]]
-    take(never_right or never, len(picked) + 1)
-    take(wrong, len(picked) + 1)
-    return picked[:n]
+def choose_examples(world, report: dict[str, Any], n: int, concepts: Sequence[str] = EXAMPLE_CONCEPTS) -> list[dict[str, Any]]:
+    """Held-out recordings to click, one per concept of ``concepts`` (in that order, at most ``n``; other concepts
+    fill in where the world lacks some), each the most
+    typical of its concept's held-out clips: the one whose embedding is nearest their mean (``typicality`` in the
+    report), at least a second long where one is. Chosen without looking at the answer, so the misses among
+    them are the model's real misses, and the card says so."""
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for c in report["clips"]:
+        by_label.setdefault(c["label"], []).append(c)
+    picked = []
+    # the wanted concepts first, then (a world without some of them) the others in catalogue order
+    for concept in dict.fromkeys([*concepts, *world.names]):
+        pool = by_label.get(concept, [])
+        long_enough = [c for c in pool if c.get("seconds", 1.0) >= 1.0] or pool
+        if long_enough and len(picked) < n:
+            picked.append(max(long_enough, key=lambda c: c.get("typicality", 0.0)))
+    return picked
+
+
+SHEET = "sound_to_picture.png"
+
+
+def write_example_sheet(bundle: Path, world, examples: list[dict[str, Any]]) -> Path:
+    """``sound_to_picture.png``: each example sound (held-out recordings) and the picture the bundle paints from it
+    with the card's settings, under what it is and what the model heard (a miss is shown as one)."""
+    from ...pipeline import WavBriVLPipeline
+    from ...plots import sound_picture_sheet
+
+    pipeline = WavBriVLPipeline.from_pretrained(bundle, device="cpu")
+    entries = []
+    for example, clip in zip(pipeline.card.examples, examples):
+        guess = clip["top3"][0][0] if clip["top3"] else ""
+        heard = "heard as it" if guess == clip["label"] else f"heard as: {world.concept(guess).caption if guess else '?'}"
+        entries.append((world.concept(clip["label"]).caption, heard, pipeline.generate(bundle / example.file)))
+    return sound_picture_sheet(entries, bundle / SHEET)
 
 
 def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings,
@@ -104,7 +118,7 @@ def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings,
                        "Debian packages (openclipart: public domain; Tux Paint: GPL-2; and others)", ["gallery/", "index/"]),
             *parts,
         ],
-        generator=GeneratorSettings(steps=settings.generator_steps),
+        generator=GeneratorSettings(steps=settings.generator_steps, retrieval=settings.retrieval_strength < 1),
         calibration=calibration or Calibration(),
     )
     card.save(bundle)
@@ -125,11 +139,32 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     lines += ["", "Averaged per concept (every concept counts once); per clip: "
               + "; ".join(f"{g} zero-shot top-1 {report[g]['zeroshot']['top1_per_clip']:.3f}, R@1 "
                           f"{report[g]['audio_to_picture']['R@1_per_clip']:.3f}" for g in ("heard", "never_heard") if g in report) + "."]
+    lines += generation_lines(report)
     lines += calibration_lines(report.get("calibration", {}))
     judge = report.get("judge_on_held_out_drawings")
     if judge:
         lines.append(f"The drawing judge names held-out real drawings top-1 {judge['top1']:.3f}, top-5 {judge['top5']:.3f} "
                      f"(chance {judge['chance_top1']:.3f}, {judge['chance_top5']:.3f}).")
+    return lines
+
+
+def generation_lines(report: dict[str, Any]) -> list[str]:
+    """Pictures painted from the head's target points and from the heard held-out sounds, judged top-1 / top-5
+    by the drawing judge, with and without the generator's retrieved drawings (when it has them)."""
+    targets = report.get("generation_from_targets")
+    if not targets:
+        return []
+    lines = ["", "Generated pictures named by the drawing judge (top-1 / top-5 per concept; "
+             "a perfect audio encoder would hand the generator the target points):", "",
+             "| painted from | " + " | ".join(m.replace("_", " ") for m in targets) + " |",
+             "|---|" + "---|" * len(targets)]
+    lines.append("| each concept's target point | " + " | ".join(f"{t['top1']:.3f} / {t['top5']:.3f}" for t in targets.values()) + " |")
+    for group, title in (("heard", "heard held-out sounds"), ("never_heard", "never-heard sounds")):
+        if group in report:
+            g = report[group]
+            plain = g.get("generation_judge_no_retrieval")
+            cells = [g["generation_judge"]] + ([plain] if plain else [])
+            lines.append(f"| {title} | " + " | ".join(f"{c['top1']:.3f} / {c['top5']:.3f}" for c in cells) + " |")
     return lines
 
 

@@ -52,7 +52,7 @@ RULES: dict[str, str] = {
     "screaming": r"/[^/]*scream[^/]*$",
     "footsteps": r"/[^/]*footstep[^/]*$",
     "clock alarm": r"/alarm\.",
-    "clock tick": r"/[^/]*tick\.",
+    "clock tick": r"[/_-]tick\.",
     "telephone": r"/[^/]*phone\d",
     "bubbles": r"/bubble\.",
     "door": r"/[^/]*door[-_]?(open|close|slam)[^/]*$",
