@@ -208,6 +208,27 @@ def test_a_card_missing_a_field_serves_defaults_and_says_so(world, tmp_path):
     assert len(svc.search(str(sorted((bundle / "examples").glob("*.wav"))[0]), 3)[0]) == 3  # the rest works
 
 
+def test_the_page_says_when_pictures_start_from_a_retrieved_drawing(world, tmp_path):
+    """A card whose generator starts from retrieved drawings gets a note beside the picture (in both languages);
+    a card without retrieval gets none."""
+    import json
+
+    from demo.ui import build_ui
+
+    def page_texts(bundle: Path) -> str:
+        svc = DemoService(DemoConfig(checkpoint=str(bundle), device="cpu"))
+        return json.dumps(build_ui(svc).config, ensure_ascii=False, default=str)
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(world["ckpt"], bundle)
+    assert "generated-retrieval" not in page_texts(bundle)
+    card = json.loads((bundle / "bundle.json").read_text())
+    card["generator"] = {**card.get("generator", {}), "retrieval": True}
+    (bundle / "bundle.json").write_text(json.dumps(card))
+    assert "generated-retrieval" in page_texts(bundle)
+    assert "retrieval" in PAGE["generated_retrieval"] and "検索" in JA["generated_retrieval"]
+
+
 # --------------------------------------------------------------------------------------------- agents (MCP)
 def test_the_named_endpoints_are_mcp_tools_an_agent_can_call(world, tmp_path):
     """``app.py --mcp``: the tools listed from the running app's MCP schema, and ``search`` called through the MCP
