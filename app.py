@@ -6,12 +6,20 @@ Configuration: flags, or environment variables for hosts where flags cannot be p
     --index      / WAVBRIVL_INDEX        gallery index folder, or 'none' (default: <checkpoint>/index)
     --generator  / WAVBRIVL_GENERATOR    generator folder or hub id, or 'none' (default: <checkpoint>/generator)
     --device     / WAVBRIVL_DEVICE       cpu, cuda, cuda:1 ... (default: cuda when available)
+    --real       / WAVBRIVL_REAL         a preset (vit-h-14): serve its real embedding space with real generators: the hub
+                                         bundle --checkpoint names, else the default bundle retargeted there at first
+                                         boot and kept ($WAVBRIVL_HOME, /data on a Space with storage, else ~/.cache)
     --host       / GRADIO_SERVER_NAME    default 127.0.0.1 (0.0.0.0 to serve the network; Spaces set it)
     --port       / GRADIO_SERVER_PORT    default 7860
     --share, --auth USER:PASS / WAVBRIVL_AUTH
     --mcp                                also serve the named endpoints as MCP tools (/gradio_api/mcp/)
 """
 from __future__ import annotations
+
+try:  # ZeroGPU: `spaces` must be imported before torch touches CUDA; absent elsewhere (its decorator is then skipped)
+    import spaces  # type: ignore[import-not-found]  # noqa: F401
+except ImportError:
+    pass
 
 import argparse
 import ctypes
@@ -27,6 +35,7 @@ from demo.config import DemoConfig
 from demo.handlers import DemoService
 from demo.page import translations
 from demo.ui import CSS, DELETE_CACHE, build_ui
+from wavbrivl.presets import PRESETS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,6 +45,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--generator", help="generator folder or hub id, or 'none' [WAVBRIVL_GENERATOR]")
     p.add_argument("--generator-on-cpu", action="store_true", help="load a Stable unCLIP generator even without a GPU")
     p.add_argument("--device", help="torch device [WAVBRIVL_DEVICE]")
+    p.add_argument("--real", choices=sorted(PRESETS), default=os.environ.get("WAVBRIVL_REAL") or None,
+                   help="serve this preset's real space (hub bundle, else the default bundle retargeted once) [WAVBRIVL_REAL]")
     p.add_argument("--labels", help="file with zero-shot labels, one per line")
     p.add_argument("--max-seconds", type=float, help="longest sound accepted (default 30) [WAVBRIVL_MAX_SECONDS]")
     p.add_argument("--max-file-size", default=os.environ.get("WAVBRIVL_MAX_FILE_SIZE", "20mb"), help="upload size limit")
@@ -51,7 +62,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-files", type=int, default=DELETE_CACHE[1], metavar="SECONDS",
                    help="age after which files Gradio wrote for visitors (pictures sent) are deleted; uploads and "
                         "recordings are deleted as soon as they are handled")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.real and args.real not in PRESETS:  # a WAVBRIVL_REAL default is not checked by argparse's choices
+        p.error(f"--real / WAVBRIVL_REAL must be one of {', '.join(sorted(PRESETS))}, not {args.real!r}")
+    return args
 
 
 def make_service(args: argparse.Namespace) -> DemoService:
@@ -60,7 +74,7 @@ def make_service(args: argparse.Namespace) -> DemoService:
         labels = [line.strip() for line in Path(args.labels).read_text().splitlines() if line.strip()]
     config = DemoConfig.from_env(
         checkpoint=args.checkpoint, index=args.index, generator=args.generator, device=args.device,
-        max_seconds=args.max_seconds, labels=labels, generator_on_cpu=args.generator_on_cpu or None,
+        max_seconds=args.max_seconds, labels=labels, generator_on_cpu=args.generator_on_cpu or None, real=args.real,
     )
     return DemoService(config)
 

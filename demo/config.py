@@ -31,6 +31,8 @@ class DemoConfig:
     top_k: int = 8
     labels: list[str] | None = None
     generator_on_cpu: bool = False
+    #: A preset name (``vit-h-14``): serve that real space (:mod:`wavbrivl.real`); None: the bundle as it is.
+    real: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "DemoConfig":
@@ -40,6 +42,7 @@ class DemoConfig:
             "index": os.environ.get("WAVBRIVL_INDEX"),
             "generator": os.environ.get("WAVBRIVL_GENERATOR"),
             "device": os.environ.get("WAVBRIVL_DEVICE"),
+            "real": os.environ.get("WAVBRIVL_REAL") or None,
         }
         if os.environ.get("WAVBRIVL_MAX_SECONDS"):
             env["max_seconds"] = float(os.environ["WAVBRIVL_MAX_SECONDS"])
@@ -51,6 +54,10 @@ class DemoConfig:
         exported with another bundle: ``wavbrivl space export --bundle NAME`` ships that one alone)."""
         if self.checkpoint:
             return self.checkpoint
+        return self.offline_bundle()
+
+    def offline_bundle(self) -> str:
+        """The bundle that runs with nothing from the Hub: the default one, else the only one under ``assets/``."""
         if (DEFAULT_BUNDLE / "config.json").is_file():
             return str(DEFAULT_BUNDLE)
         bundles = sorted(p.parent for p in (REPO_ROOT / "assets").glob("*/config.json"))
@@ -67,9 +74,29 @@ class DemoConfig:
         visitor, so the models stay on the CPU unless ``--device`` / ``WAVBRIVL_DEVICE`` says otherwise."""
         if self.device:
             return self.device
-        if os.environ.get("SPACES_ZERO_GPU", "").lower() == "true":
+        if on_zerogpu():
             return "cpu"
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolved_generator_device(self) -> str:
+        """Where the generator goes: the device given, else CUDA on ZeroGPU hardware (ZeroGPU wants models placed on
+        ``cuda`` at start-up; ``spaces`` moves them onto the GPU it attaches inside each ``@spaces.GPU`` call), else
+        the models' device."""
+        if not self.device and on_zerogpu():
+            return "cuda"
+        return self.resolved_device()
+
+    def has_gpu(self) -> bool:
+        """Whether pictures are painted on a GPU here (which generator sources suit the host)."""
+        return self.resolved_generator_device().startswith("cuda")
+
+    def real_sources(self) -> tuple[str | None, str | None]:
+        """Real mode's ``(hub bundle id or None, configured generator)``: the generator is None for the space's
+        defaults, ``""`` for none, else the value given (a source name, folder or hub id)."""
+        from wavbrivl.real import is_hub_id
+
+        generator = None if self.generator is None else ("" if self.generator.strip().lower() in DISABLED else self.generator)
+        return (self.checkpoint if is_hub_id(self.checkpoint) else None), generator
 
     def part(self, name: str) -> str | None:
         """The pipeline's ``index=`` / ``generator=`` argument: None (off), "auto", or a path."""
@@ -77,6 +104,11 @@ class DemoConfig:
         if value is None:
             return "auto"
         return None if value.strip().lower() in DISABLED else value
+
+
+def on_zerogpu() -> bool:
+    """Running on Hugging Face ZeroGPU hardware (the Space sets ``SPACES_ZERO_GPU``)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("true", "1")
 
 
 def parse_labels(text: str | list[str] | None) -> list[str]:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from wavbrivl.audio import AudioError
 from wavbrivl.images import load_image
-from wavbrivl.pipeline import FeatureUnavailable
+from wavbrivl.pipeline import FeatureUnavailable, SoundEmbedding
 from wavbrivl.plots import sound_map_figure
 
 from .config import DemoConfig, parse_labels
@@ -68,6 +68,8 @@ class DemoService(PipelineLoader):
         super().__init__(config or DemoConfig())
         self.served_roots: list[Path] = []  # set by allowed_paths(); empty = not launched through app.py
         self.sounds = VisitorSounds(path for path, _ in example_files(self))
+        # Only the painting runs on ZeroGPU's GPU (see paint); decorated once, here, as spaces.GPU expects.
+        self._paint = on_gpu(self.paint, duration=gpu_seconds)
 
     @property
     def labels(self) -> list[str]:
@@ -160,17 +162,35 @@ class DemoService(PipelineLoader):
         if audio is None and not ((prompt or "").strip() and mix > 0):
             raise DemoError("no_sound")
         steps = int(min(max(steps, 1), 100))
-        desc = text("generating", lang)
-        progress((0, steps), desc=desc, unit="steps")
+        # The sound is embedded here, in the server's process, before any GPU is asked for: ZeroGPU runs the painting
+        # in a forked worker that receives its arguments pickled and may date from before this upload (which is
+        # deleted once embedded), so it gets the embedding itself; waiting for the models also stays out of GPU time.
+        sound = None
+        if audio is not None:
+            sound = self._sound(pipeline, audio)
+            if not isinstance(sound, SoundEmbedding):
+                sound = SoundEmbedding(pipeline.embed(sound))
         try:
-            picture = pipeline.generate(
-                self._sound(pipeline, audio) if audio is not None else None, prompt=prompt, mix=float(mix), seed=int(seed),
-                steps=steps, guidance=float(guidance) if guidance and guidance > 0 else None,
-                noise_level=int(min(max(noise_level, 0), 999)),
-                progress=lambda i, n: progress((i, n), desc=desc, unit="steps"))
+            picture = self._paint(sound, prompt or "", float(mix), int(seed), steps,
+                                  float(guidance) if guidance and guidance > 0 else None, int(min(max(noise_level, 0), 999)),
+                                  lang, progress)
         except FeatureUnavailable as exc:
             raise DemoError("no_generator", reason=str(exc)) from None
         return for_display(picture)
+
+    def paint(self, sound: SoundEmbedding | None, prompt: str, mix: float, seed: int, steps: int, guidance: float | None,
+              noise_level: int, lang: str = "en", progress: Any = None) -> Image.Image:
+        """The picture for an embedded sound (and prompt): the only work done on a GPU. On ZeroGPU this runs inside
+        ``spaces.GPU`` (:func:`on_gpu`), in a worker whose generator ``spaces`` has moved onto the GPU; it takes and
+        returns plain CPU objects (an embedding, a PIL image), as a forked worker's arguments and results must be."""
+        pipeline = self.pipeline
+        if pipeline is None:  # not reachable through generate(), which waits for the models first
+            raise DemoError("not_loaded", error=self.state.error)
+        desc = text("generating", lang)
+        report = progress or (lambda *a, **k: None)
+        report((0, steps), desc=desc, unit="steps")
+        return pipeline.generate(sound, prompt=prompt, mix=mix, seed=seed, steps=steps, guidance=guidance,
+                                 noise_level=noise_level, progress=lambda i, n: report((i, n), desc=desc, unit="steps"))
 
     # ------------------------------------------------------------------ private page events
     def verdict(self, scores: dict[str, float] | None, request: gr.Request = None) -> tuple[Any, str]:
@@ -214,6 +234,10 @@ class DemoService(PipelineLoader):
                 roots.add(bundle.resolve())
         except FileNotFoundError:
             pass
+        if self.config.real:  # the retargeted bundle kept for real mode: its examples and gallery
+            from wavbrivl.real import real_home
+
+            roots.add(real_home(self.config.real).resolve())
         index = self.config.part("index")
         if index not in (None, "auto") and Path(index).is_dir():
             roots.add(Path(index).resolve())
@@ -242,8 +266,24 @@ def unsure_guesses(scores: dict[str, float], threshold: float, k: int = 3) -> li
     return ranked[:k]
 
 
-def on_gpu(fn: Callable, duration: int = 120) -> Callable:
-    """``spaces.GPU`` (Hugging Face ZeroGPU) when the ``spaces`` package is there; the function itself otherwise."""
+def gpu_seconds(*args: Any, **kwargs: Any) -> int:
+    """The GPU time to ask ZeroGPU for one :meth:`DemoService.paint` call (its arguments; ``steps`` is the fifth):
+    ZeroGPU serves shorter requests first, and a 25-step SD 1.5 picture takes seconds on its GPU, so 20 s plus a
+    second per step (the first call also moves the generator's weights onto the GPU), at most the 120 s it allows
+    without a PRO quota."""
+    steps = kwargs.get("steps", args[4] if len(args) > 4 else 25)
+    return int(min(120, 20 + int(steps)))
+
+
+def on_gpu(fn: Callable, duration: int | Callable[..., int] = 120) -> Callable:
+    """``spaces.GPU`` (Hugging Face ZeroGPU) when the ``spaces`` package is there; the function itself otherwise.
+
+    What ZeroGPU asks of the decorated function (hub-docs ``spaces-zerogpu.md``), and how this app does it: models
+    are placed on ``cuda`` at start-up, outside it (``DemoConfig.resolved_generator_device``); only GPU work runs
+    inside (:meth:`DemoService.paint`; waiting for the models and embedding the sound stay outside); it returns CPU
+    objects (a PIL image); ``duration`` may be a function of the call's arguments (:func:`gpu_seconds`). The
+    decorator is a no-op off ZeroGPU, so the same app runs on any host.
+    """
     try:
         import spaces  # type: ignore[import-not-found]
     except ImportError:

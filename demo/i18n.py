@@ -65,6 +65,8 @@ JA: dict[str, str] = {
     "index_off": "⚠️ 検索は使えません：{reason}",
     "generator_on": "絵の生成が使えます",
     "generator_off": "⚠️ 絵の生成は使えません：{reason}",
+    "real_on": "実モデルモード `{preset}`：絵は {generator} で描きます。",
+    "real_off": "⚠️ {notice}",
     "card_problem": "⚠️ バンドルのカード（bundle.json）を読めなかったため、既定の表示を使っています：{reason}",
     "space": "埋め込み空間`{space}`（{dim}次元）。",
     "search_note": "{size}件のインデックスから画像{images}枚とキャプション{captions}件（{ms}ミリ秒）",

@@ -84,6 +84,8 @@ SAID: dict[str, str] = {
     "generator_on": "picture generation ready",
     "generator_off": "⚠️ picture generation is off: {reason}",
     "card_problem": "⚠️ The bundle's card (bundle.json) could not be read, so defaults are shown: {reason}",
+    "real_on": "Real mode `{preset}`: pictures from {generator}.",
+    "real_off": "⚠️ {notice}",
     "space": "Embedding space `{space}` ({dim}-d).",
     "search_note": "{images} pictures and {captions} captions from an index of {size} items ({ms} ms)",
     "labels_capped": "Only the first {n} labels are used.",

@@ -57,6 +57,11 @@ def status(loader: PipelineLoader, lang: str = "en") -> str:
     generator = (text("generator_on", lang) if p.generator is not None
                  else text("generator_off", lang, reason=redact(p.problems.get("generator", "this bundle has no generator"))))
     lines = [text("ready", lang, index=index, generator=generator)]
+    if loader.notice:  # real mode asked for but the offline bundle served: why (the one line the log has too)
+        lines.append(text("real_off", lang, notice=redact(loader.notice)))
+    elif loader.config.real:
+        lines.append(text("real_on", lang, preset=loader.config.real,
+                          generator=p.generator.source if p.generator is not None else "—"))
     if "card" in p.problems:
         lines.append(text("card_problem", lang, reason=redact(p.problems["card"])))
     return "\n\n".join(lines)

@@ -16,7 +16,7 @@ import pandas as pd
 from gradio.i18n import I18nData as t
 
 from . import page
-from .handlers import DemoService, on_gpu
+from .handlers import DemoService
 from .messages import SECURE_CONTEXT_JS, language, text
 
 # Small generator outputs (the starter's are 32 px) are scaled up crisply instead of shown as a thumbnail.
@@ -107,7 +107,7 @@ def build_ui(service: DemoService, *, delete_cache: tuple[int, int] | None = DEL
             service.sound_map, [audio, k], [sound_map], api_name="map_again", api_visibility="private", show_progress="hidden")
         gr.on([classify_btn.click, labels.submit], service.classify, [audio, labels], [label_out], api_name="classify").success(
             service.verdict, [label_out], [label_out, verdict], api_name="verdict", api_visibility="private", show_progress="hidden")
-        gen_btn.click(on_gpu(service.generate), [audio, prompt, mix, seed, steps, noise, guidance], [gen_out],
+        gen_btn.click(service.generate, [audio, prompt, mix, seed, steps, noise, guidance], [gen_out],
                       api_name="generate", concurrency_limit=1, concurrency_id="generate")
         for i, button in enumerate(example_buttons):
             button.click(functools.partial(service.pick_example, i), None, [audio], api_name=f"example_{i}",

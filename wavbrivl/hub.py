@@ -36,10 +36,19 @@ URL_CACHE = "wavbrivl-urls"
 SOURCES_FILE = Path(__file__).with_name("generators.json")
 #: The embedding space IP-Adapter SD 1.5 and Stable unCLIP 2.1 consume (their image encoder's).
 VIT_H_SPACE = "ViT-H-14/laion2b_s32b_b79k"
+#: Where that space's open_clip model lives on the Hub (config and weights; open_clip's own ``hf_hub`` for the tag).
+VIT_H_REPO = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 
 
 class HubAssetError(RuntimeError):
-    """A named part that cannot be had (missing, offline) or is refused (checksum); one line says which and why."""
+    """A named part that cannot be had (missing, offline) or is refused (checksum); one line says which and why.
+
+    ``missing``: ``(part, why)`` for each part that could not be had, for callers that word their own message
+    (the app's real mode says what it serves instead)."""
+
+    def __init__(self, message: str, missing: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
 
 
 def offline() -> bool:
@@ -105,6 +114,18 @@ def known_sources() -> dict[str, GeneratorSource]:
     data = json.loads(SOURCES_FILE.read_text())
     return {name: GeneratorSource.from_dict({"name": name, **spec}, f"{SOURCES_FILE.name}: {name}")
             for name, spec in data.items() if not name.startswith("_")}
+
+
+def default_sources(space_id: str, gpu: bool) -> list[str]:
+    """The source names that serve ``space_id`` when none is configured (``generators.json``'s ``_defaults``): on a
+    GPU host full-quality first, on a CPU-only host only few-step ones; empty for a space no source consumes."""
+    defaults = json.loads(SOURCES_FILE.read_text()).get("_defaults", {})
+    return list(defaults.get(space_id, {}).get("gpu" if gpu else "cpu", []))
+
+
+def source_repos(source: GeneratorSource) -> list[str]:
+    """Every hub repo a source may download from: its candidate base repos, adapter and LCM-LoRA."""
+    return list(dict.fromkeys([*source.repos, *filter(None, [source.adapter_repo, source.lcm_lora_repo])]))
 
 
 def generator_source(value: str | dict[str, Any] | GeneratorSource) -> GeneratorSource:
@@ -199,7 +220,7 @@ def _revision_of(path: Path, filename: str) -> str:
     return snapshot.name
 
 
-def _why(exc: Exception) -> str:
+def reason_missing(exc: Exception) -> str:
     """A short reason a hub part could not be had, for the one message."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -292,7 +313,7 @@ def resolve_source(source: GeneratorSource, *, local_files_only: bool | None = N
             repo = candidate
             break
         except Exception as exc:  # noqa: BLE001 - each candidate's reason goes into the one message
-            tried.append((candidate, _why(exc)))
+            tried.append((candidate, reason_missing(exc)))
     if repo is None:
         missing.extend(tried)
     elif tried:
@@ -304,14 +325,14 @@ def resolve_source(source: GeneratorSource, *, local_files_only: bool | None = N
         except HubAssetError:
             raise
         except Exception as exc:  # noqa: BLE001 - collected, reported once
-            missing.append((f"{repo_id}/{filename}", _why(exc)))
+            missing.append((f"{repo_id}/{filename}", reason_missing(exc)))
             return None
 
     adapter = part(source.adapter_repo, source.adapter_file) if source.kind == "ip-adapter" else None
     lora = part(source.lcm_lora_repo, source.lcm_lora_file) if source.lcm_lora_repo else None
     if repo is None or missing:
         label = f"generator {source.name!r}" + (f" (none of {', '.join(source.repos)})" if repo is None and len(source.repos) > 1 else "")
-        raise HubAssetError(f"{label}: " + missing_message(missing))
+        raise HubAssetError(f"{label}: " + missing_message(missing), [(f"{label}: {what}", why) for what, why in missing])
     folder = hub_pipeline(repo, pins=source.sha256, local_files_only=local)
     return ResolvedSource(source, repo, folder, adapter, lora)
 
@@ -348,7 +369,7 @@ def resolve_parts(parts: HubParts, *, local_files_only: bool | None = None) -> t
             except HubAssetError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the first file's reason is reported
-                errors.append(_why(exc))
+                errors.append(reason_missing(exc))
         if "backbone" not in found:
             missing.append((f"backbone {parts.backbone} ({repo})", errors[0]))
     if parts.wav2clip_url:
@@ -372,7 +393,8 @@ def resolve_parts(parts: HubParts, *, local_files_only: bool | None = None) -> t
     if parts.generators and generator is None:
         why_no_generator = missing_message([("generators", " | ".join(reasons))])
     if missing:
-        raise HubAssetError(missing_message(missing + ([("generators", " | ".join(reasons))] if reasons and generator is None else [])))
+        missing += [("generators", " | ".join(reasons))] if reasons and generator is None else []
+        raise HubAssetError(missing_message(missing), missing)
     return found, generator, why_no_generator
 
 

@@ -194,7 +194,7 @@ class WavBriVL(nn.Module):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             config = self.config
-            if self._needs_local_backbone():
+            if self.stores_backbone():
                 self._save_backbone(tmp / BACKBONE_DIR)
                 config = WavBriVLConfig.from_dict(config.to_dict())
                 config.backbone = BackboneConfig(f"local-dir:{BACKBONE_DIR}", None, id=self.config.backbone.id)
@@ -216,9 +216,12 @@ class WavBriVL(nn.Module):
             raise
         return path
 
-    def _needs_local_backbone(self) -> bool:
-        """A backbone that no hub tag can reproduce (random or local) is saved inside the checkpoint."""
+    def stores_backbone(self) -> bool:
+        """A backbone that no hub tag can reproduce (random or local) is saved inside the checkpoint; one named by
+        its hub repo (``hf-hub:org/name``: config and weights come from there) is referenced, like a hub tag."""
         b = self.config.backbone
+        if b.model_name.startswith("hf-hub:"):
+            return False
         return b.pretrained is None or b.model_name.startswith("local-dir:") or Path(str(b.pretrained)).exists()
 
     def _save_backbone(self, out: Path) -> None:

@@ -113,6 +113,7 @@ class WavBriVLPipeline:
         index: str | os.PathLike | None = AUTO,
         generator: str | os.PathLike | None = AUTO,
         generator_on_cpu: bool = False,
+        generator_device: str | None = None,
         strict: bool = True,
         max_seconds: float | None = None,
         revision: str | None = None,
@@ -129,6 +130,8 @@ class WavBriVLPipeline:
         into the Hugging Face cache and checked first; what is missing is named in one message. With ``strict=False`` a part that cannot be used is left out
         and its reason recorded in ``problems`` (the demo keeps serving what works); the audio model itself
         must load either way. A generator that needs a GPU is not loaded on a CPU unless ``generator_on_cpu``.
+        ``generator_device``: where the generator goes when not ``device`` (ZeroGPU: the audio model answers
+        searches on the CPU while the generator is placed on ``cuda`` at start-up, as ZeroGPU asks).
         """
         stage = on_stage or (lambda text, fraction: None)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -163,16 +166,17 @@ class WavBriVLPipeline:
             stage("loading the gallery index", 0.4)
             loaded_index = attempt("index", lambda: _checked_index(index_path, model))
         loaded_generator = None
+        gen_device = str(generator_device or device)
         generator_path = _part_path(generator, root / GENERATOR_DIR)
         named = hub_source or (_known_source(generator_path) if generator_path else None)
         if named is not None:
             stage(f"loading the image generator ({named.name}, from the Hugging Face cache)", 0.6)
-            loaded_generator = attempt("generator", lambda: _source_generator(named, model, str(device), allow_cpu=generator_on_cpu,
+            loaded_generator = attempt("generator", lambda: _source_generator(named, model, gen_device, allow_cpu=generator_on_cpu,
                                                                                 local_files_only=local_files_only))
         elif generator_path is not None:
             stage("loading the image generator", 0.6)
             loaded_generator = attempt("generator", lambda: _checked_generator(
-                generator_path, model, str(device), allow_cpu=generator_on_cpu))
+                generator_path, model, gen_device, allow_cpu=generator_on_cpu))
         if loaded_generator is not None:
             stage(f"image generator: {loaded_generator.source}", 0.7)
         pipe = cls(model, index=loaded_index, generator=loaded_generator, card=card, max_seconds=max_seconds)

@@ -2,7 +2,10 @@
 
 * ``tiny``: a randomly initialised 32-d open_clip model (seeded) and a tiny encoder; offline, for tests.
 * ``vit-b-32``: OpenCLIP ViT-B-32 with OpenAI weights, the space Wav2CLIP was aligned to (512-d).
-* ``vit-h-14``: OpenCLIP ViT-H-14 ``laion2b_s32b_b79k`` (1024-d), the space Stable unCLIP 2.1 consumes.
+* ``vit-h-14``: OpenCLIP ViT-H-14 ``laion2b_s32b_b79k`` (1024-d), the space Stable unCLIP 2.1 and IP-Adapter SD 1.5
+  consume. Named by its Hugging Face repo (``hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K``): open_clip then reads
+  the architecture from the repo's ``open_clip_config.json`` and the weights from the same repo, both through the
+  Hugging Face cache (``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` honoured), and the space keeps its open_clip name as id.
 
 The hub presets download their backbone weights on first use of the image/text towers; audio
 embedding of a trained checkpoint needs no backbone weights at all.
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from .audio import FrontEndConfig
 from .backbone import BackboneConfig
 from .encoder import EncoderConfig
+from .hub import VIT_H_REPO, VIT_H_SPACE
 
 
 @dataclass
@@ -49,7 +53,7 @@ def _vit_h_14() -> Preset:
     return Preset(
         name="vit-h-14",
         description="OpenCLIP ViT-H-14 laion2b_s32b_b79k, 1024-d: the space Stable unCLIP 2.1 consumes",
-        backbone=BackboneConfig("ViT-H-14", "laion2b_s32b_b79k"),
+        backbone=BackboneConfig(f"hf-hub:{VIT_H_REPO}", None, id=VIT_H_SPACE),
         frontend=FrontEndConfig(),
         encoder=EncoderConfig(head_hidden=[1024], embed_dim=1024),
     )

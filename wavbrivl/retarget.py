@@ -164,7 +164,7 @@ def retargeted_card(card: BundleCard, model: WavBriVL, spec: str, keeps_generato
     if spec != OWN_BACKBONE:
         parts.append(BundlePart("frozen backbone", "the licence its publisher gives",
                                 f"open_clip {model.config.backbone.model_name} ({model.backbone_id}), referenced or "
-                                "stored in backbone/", ["backbone/"] if (model.config.backbone.pretrained is None) else []))
+                                "stored in backbone/", ["backbone/"] if model.stores_backbone() else []))
     note = f" Retargeted into the embedding space {model.backbone_id} (wavbrivl retarget)."
     description = ({k: v + note for k, v in card.description.items()} if isinstance(card.description, dict)
                    else f"{card.description}{note}".strip())

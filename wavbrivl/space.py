@@ -52,11 +52,16 @@ def source_root() -> Path:
 
 # ---------------------------------------------------------------------------------------------- export
 def export_space(out: str | os.PathLike, bundles: Sequence[str] = (DEFAULT_BUNDLE_NAME,), *,
-                 source: str | os.PathLike | None = None, force: bool = False, pairs: bool = True) -> Path:
+                 source: str | os.PathLike | None = None, force: bool = False, pairs: bool = True,
+                 real: str | None = None) -> Path:
     """Write the Space tree for ``bundles`` (folder names under ``assets/``) to ``out``; returns ``out``.
 
     ``pairs=False`` leaves each bundle's training pairs (``pairs/``) out: the Space does not need them to run,
-    only to retarget the bundle to another embedding space.
+    only to retarget the bundle to another embedding space (which ``real`` mode does at first boot).
+
+    ``real``: a preset (``vit-h-14``) the Space is meant to serve with ``WAVBRIVL_REAL``: the README's front matter
+    then suggests ZeroGPU hardware, lists the hub repos that mode downloads (``models``) and preloads the files
+    known to exist (``preload_from_hub``), and its body says how to switch the mode on. No weights are copied.
 
     The tree is written beside ``out`` and renamed into place, so a failed export leaves nothing half-written.
     ``out`` must not exist unless ``force`` (then it must look like an earlier export, and is replaced).
@@ -90,7 +95,7 @@ def export_space(out: str | os.PathLike, bundles: Sequence[str] = (DEFAULT_BUNDL
             left_out = () if pairs else (folder.relative_to(src).joinpath(PAIRS_DIR).as_posix(),)
             _copy_tree(folder, staging / "assets" / folder.name, src, left_out)
         cards = [BundleCard.load(f) for f in folders if (f / BUNDLE_FILE).is_file()]
-        readme = space_readme((src / "README.md").read_text(encoding="utf-8"), cards, staging)
+        readme = space_readme((src / "README.md").read_text(encoding="utf-8"), cards, staging, real=real)
         (staging / "README.md").write_text(readme, encoding="utf-8")
         problems = files_outside_lfs(staging)
         if problems:
@@ -157,15 +162,22 @@ def space_requirements(text: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def space_readme(readme: str, cards: Sequence[BundleCard], tree: Path) -> str:
+def space_readme(readme: str, cards: Sequence[BundleCard], tree: Path, *, real: str | None = None) -> str:
     """The README with honest front matter for the exported tree: ``app_file``, ``models`` as the hub models
-    the bundles' cards name as sources (none: no ``models`` key), and links to files the Space lacks unlinked."""
+    the bundles' cards name as sources (none: no ``models`` key), and links to files the Space lacks unlinked.
+    With ``real`` (a preset), what that mode needs: see :func:`export_space` and :func:`real_section`."""
     match = re.match(r"^---\n(.*?)\n---\n", readme, re.S)
     if not match:
         raise SpaceError("README.md has no front matter (--- ... ---): the Space would not know it is a Gradio app")
     meta = yaml.safe_load(match.group(1)) or {}
     meta.update(sdk="gradio", app_file="app.py")
     models = sorted({m.group(1) for card in cards for part in card.parts if (m := _HUB_MODEL_URL.match(part.source or ""))})
+    if real:
+        from .real import hub_repos, preload_entries
+
+        models = sorted({*models, *hub_repos(real)})
+        meta["suggested_hardware"] = "zero-a10g"
+        meta["preload_from_hub"] = preload_entries(real)
     if models:
         meta["models"] = models
     else:
@@ -179,8 +191,35 @@ def space_readme(readme: str, cards: Sequence[BundleCard], tree: Path) -> str:
         return "" if bang else text  # a picture or a page the Space does not have
 
     body = _MD_LINK.sub(relink, body)
+    if real:
+        body = real_section(real) + body
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000).strip()
     return f"---\n{front}\n---\n{body}"
+
+
+def real_section(preset: str) -> str:
+    """The README text a Space exported for real mode opens with: the variable that switches it on, where the
+    retargeted bundle is kept, what is downloaded, and what happens without the network."""
+    from .real import hub_repos
+
+    repos = ", ".join(f"`{r}`" for r in hub_repos(preset))
+    return (
+        f"\n## Real mode (`{preset}`)\n\n"
+        f"Set the Space variable **`WAVBRIVL_REAL={preset}`** (Settings → Variables and secrets) to serve search, labels and "
+        f"pictures in the real `{preset}` embedding space; without it the Space serves the bundle in `assets/` as it is.\n\n"
+        "| variable | what it does |\n|---|---|\n"
+        f"| `WAVBRIVL_REAL` | `{preset}`: switch real mode on |\n"
+        "| `WAVBRIVL_CHECKPOINT` | `OWNER/NAME`: load this bundle from the Hub (already in that space) instead of retargeting |\n"
+        "| `WAVBRIVL_GENERATOR` | a source of `wavbrivl/generators.json` (`ip-adapter-sd15`, `ip-adapter-sd15-lcm`, `unclip-h`), "
+        "or `none` |\n"
+        "| `WAVBRIVL_HOME` | where the retargeted bundle is kept (default `/data/wavbrivl` with persistent storage, else "
+        "`~/.cache/wavbrivl`) |\n\n"
+        "Without `WAVBRIVL_CHECKPOINT`, the first boot retargets the default bundle into that space from its training "
+        "pairs (`pairs/`): minutes, said on the page while it runs; later boots load the kept result. The mode downloads "
+        f"{repos} into the Hugging Face cache (`preload_from_hub` fetches the files known to exist at build time). On "
+        "ZeroGPU hardware pictures are painted inside `@spaces.GPU`; on a CPU Space in the few-step LCM mode. If a part "
+        "cannot be had (offline, removed repo), the page says which in one line and serves the offline bundle.\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the Hub's rules

@@ -1,4 +1,4 @@
-"""``wavbrivl space export OUT [--bundle NAME] [--push REPO_ID]``: the demo as a Hugging Face Space."""
+"""``wavbrivl space export OUT [--bundle NAME] [--real PRESET] [--push REPO_ID]``: the demo as a Hugging Face Space."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--force", action="store_true", help="replace OUT when it holds an earlier export")
     e.add_argument("--no-pairs", action="store_true",
                    help="leave each bundle's training pairs (pairs/) out: the Space runs without them")
+    e.add_argument("--real", metavar="PRESET",
+                   help="prepare the Space for real mode (WAVBRIVL_REAL=PRESET, e.g. vit-h-14): ZeroGPU hardware suggested, the "
+                        "hub repos it downloads listed and preloaded, the variable documented in the README")
     e.set_defaults(func=run_export)
 
 
@@ -30,7 +33,16 @@ def run_export(args: argparse.Namespace) -> int:
         if args.push:  # token and connection first: a push that cannot work stops before anything is written
             check_repo_id(args.push)
             client = hub_client()
-        out = export_space(args.out, args.bundle or [DEFAULT_BUNDLE_NAME], force=args.force, pairs=not args.no_pairs)
+        if args.real:
+            from ..presets import PRESETS
+
+            if args.real not in PRESETS:
+                raise SpaceError(f"--real takes a preset ({', '.join(PRESETS)}), not {args.real!r}")
+            if args.no_pairs:
+                print(f"note: without pairs/ the Space cannot retarget into {args.real}; set WAVBRIVL_CHECKPOINT to a bundle "
+                      "already in that space", file=sys.stderr)
+        out = export_space(args.out, args.bundle or [DEFAULT_BUNDLE_NAME], force=args.force, pairs=not args.no_pairs,
+                           real=args.real)
         files = [p for p in out.rglob("*") if p.is_file()]
         print(f"wrote {out}: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.1f} MB")
         if args.push:
