@@ -153,15 +153,19 @@ def sound_picture_sheet(entries: Sequence[tuple[str, str, "object"]], path: str 
     pixels, with two lines under it (what the sound is; what the model made of it)."""
     from PIL import Image, ImageDraw
 
+    import textwrap
+
+    width = max(8, tile // 6)  # characters of the default font per line
+    lines = [(textwrap.wrap(title, width)[:2], textwrap.wrap(subtitle, width)[:2]) for title, subtitle, _ in entries]
     rows = max(1, -(-len(entries) // cols))
-    cell = tile + 34
+    cell = tile + 6 + 13 * max((len(a) + len(b) for a, b in lines), default=2)
     sheet = Image.new("RGB", (tile * min(cols, len(entries) or 1), cell * rows), "white")
     draw = ImageDraw.Draw(sheet)
-    for k, (title, subtitle, img) in enumerate(entries):
+    for k, ((_, _, img), (title, subtitle)) in enumerate(zip(entries, lines)):
         x, y = (k % cols) * tile, (k // cols) * cell
         sheet.paste(img.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (x, y))
-        draw.text((x + 3, y + tile + 3), title[:24], fill="black")
-        draw.text((x + 3, y + tile + 17), subtitle[:24], fill="#555555")
+        for i, (line, colour) in enumerate([(t, "black") for t in title] + [(t, "#555555") for t in subtitle]):
+            draw.text((x + 3, y + tile + 3 + 13 * i), line, fill=colour)
     sheet.save(path)
     return Path(path)
 
