@@ -9,46 +9,31 @@ once embedded (:class:`~demo.uploads.VisitorSounds`).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from wavbrivl.audio import AudioError
 from wavbrivl.images import load_image
 from wavbrivl.pipeline import FeatureUnavailable, SoundEmbedding
 from wavbrivl.plots import sound_map_figure
 
 from .config import DemoConfig, parse_labels
+from .display import for_display, unsure_guesses
+from .gpu import gpu_seconds, on_gpu
 from .loading import PipelineLoader
-from .messages import DemoError, from_audio_error, language, redact, text, to_gradio
+from .messages import DemoError, language, redact, text, visitor_errors
 from .page import example_files
 from .uploads import VisitorSounds
 
 log = logging.getLogger(__name__)
 MAX_LABELS = 64
-DISPLAY_SIDE = 256  # generated pictures smaller than this are enlarged smoothly for the page
-
-
-def visitor_errors(fn: Callable) -> Callable:
-    """Problems a visitor can meet become readable ``gr.Error`` messages in their language; the app keeps serving."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        lang = next((language(a) for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), "en")
-        try:
-            return fn(*args, **kwargs)
-        except AudioError as exc:
-            raise to_gradio(from_audio_error(exc), lang) from None
-        except DemoError as exc:
-            raise to_gradio(exc, lang) from None
-    return wrapper
 
 
 def audio_value(audio: Any) -> Any:
@@ -255,46 +240,3 @@ class DemoService(PipelineLoader):
         if not self.served_roots or any(Path(path).is_relative_to(root) for root in self.served_roots):
             return path
         return load_image(path)
-
-
-def unsure_guesses(scores: dict[str, float], threshold: float, k: int = 3) -> list[tuple[str, float]] | None:
-    """The first ``k`` labels when the most likely is below ``threshold`` (the model is unsure), else None.
-    ``scores`` come most likely first (as the pipeline and the label chart give them)."""
-    ranked = list(scores.items())
-    if not ranked or ranked[0][1] >= threshold:
-        return None
-    return ranked[:k]
-
-
-def gpu_seconds(*args: Any, **kwargs: Any) -> int:
-    """The GPU time to ask ZeroGPU for one :meth:`DemoService.paint` call (its arguments; ``steps`` is the fifth):
-    ZeroGPU serves shorter requests first, and a 25-step SD 1.5 picture takes seconds on its GPU, so 20 s plus a
-    second per step (the first call also moves the generator's weights onto the GPU), at most the 120 s it allows
-    without a PRO quota."""
-    steps = kwargs.get("steps", args[4] if len(args) > 4 else 25)
-    return int(min(120, 20 + int(steps)))
-
-
-def on_gpu(fn: Callable, duration: int | Callable[..., int] = 120) -> Callable:
-    """``spaces.GPU`` (Hugging Face ZeroGPU) when the ``spaces`` package is there; the function itself otherwise.
-
-    What ZeroGPU asks of the decorated function (hub-docs ``spaces-zerogpu.md``), and how this app does it: models
-    are placed on ``cuda`` at start-up, outside it (``DemoConfig.resolved_generator_device``); only GPU work runs
-    inside (:meth:`DemoService.paint`; waiting for the models and embedding the sound stay outside); it returns CPU
-    objects (a PIL image); ``duration`` may be a function of the call's arguments (:func:`gpu_seconds`). The
-    decorator is a no-op off ZeroGPU, so the same app runs on any host.
-    """
-    try:
-        import spaces  # type: ignore[import-not-found]
-    except ImportError:
-        return fn
-    return spaces.GPU(duration=duration)(fn)
-
-
-def for_display(picture: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
-    """A small generated picture enlarged smoothly (Lanczos) to ``side`` pixels, so the page and the API show a
-    drawing rather than pixel blocks; larger pictures are returned as they are."""
-    if max(picture.size) >= side:
-        return picture
-    scale = side / max(picture.size)
-    return picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)

@@ -9,9 +9,10 @@ handlers pick the language from the request's ``Accept-Language`` (:func:`langua
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -201,3 +202,17 @@ def page_translations(fields: dict[str, dict[str, Any]], extra: dict[str, dict[s
         table.update({key: redact(value) for key, value in (extra or {}).get(lang, {}).items()})
         tables[lang] = table
     return gr.I18n(**tables)
+
+
+def visitor_errors(fn: Callable) -> Callable:
+    """Problems a visitor can meet become readable ``gr.Error`` messages in their language; the app keeps serving."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        lang = next((language(a) for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), "en")
+        try:
+            return fn(*args, **kwargs)
+        except AudioError as exc:
+            raise to_gradio(from_audio_error(exc), lang) from None
+        except DemoError as exc:
+            raise to_gradio(exc, lang) from None
+    return wrapper
