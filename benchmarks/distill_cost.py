@@ -23,16 +23,6 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-MAX_BLOCKS = 13  # the first ~15 s of a clip, as the bundle's evaluation embeds it
-
-
-def _window_features(model, paths: list[Path]) -> list[torch.Tensor]:
-    """Each clip's trunk features ``[windows, C]`` (its first ``MAX_BLOCKS`` windows)."""
-    from wavbrivl.audio import iter_windows
-
-    with torch.no_grad():
-        return [model.audio_encoder.audio_encoder(model.frontend(torch.stack([w for w, _ in iter_windows(p, model.config.frontend)][:MAX_BLOCKS])))
-                for p in paths]
 
 
 def _probe(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> dict[str, list[bool]]:
@@ -60,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from wavbrivl import WavBriVLPipeline
     from wavbrivl.worlds.everyday.build import teacher_model
     from wavbrivl.worlds.everyday.evaluate import averaged, zero_shot_hits
+    from wavbrivl.worlds.everyday.vetting import window_features  # the first ~15 s of a clip, as the evaluation hears it
     from wavbrivl.worlds.everyday.world import EverydayWorld
 
     world = EverydayWorld.load(args.world)
@@ -77,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     held = list(labels[~train])
     results: dict[str, dict[str, float]] = {}
     t = time.perf_counter()
-    teacher_windows = _window_features(teacher, paths)
+    teacher_windows = window_features(teacher, paths)
     results["aisfx trunk (as it ships), linear probe"] = averaged(
         _probe(np.stack([f.mean(0).numpy() for f in teacher_windows]), labels, train), held, chance)
     print(f"  aisfx: {time.perf_counter() - t:.0f} s", flush=True)
     t = time.perf_counter()
-    student_windows = _window_features(student, paths)  # one pass of the trunk serves both student rows
+    student_windows = window_features(student, paths)  # one pass of the trunk serves both student rows
     results["student trunk (distilled), linear probe"] = averaged(
         _probe(np.stack([f.mean(0).numpy() for f in student_windows]), labels, train), held, chance)
     with torch.no_grad():

@@ -123,16 +123,19 @@ def find_candidates(world, rules: dict[str, str] | None = None) -> list[Candidat
     return out
 
 
-def trunk_features(model, paths: Sequence[Path], max_windows: int = MAX_WINDOWS) -> np.ndarray:
-    """Each clip's trunk features (before any projection head), averaged over its first ``max_windows`` windows."""
+def window_features(model, paths: Sequence[Path], max_windows: int = MAX_WINDOWS) -> list[torch.Tensor]:
+    """Each clip's trunk features (before any projection head) per window ``[windows, C]``, its first
+    ``max_windows`` windows: what a listening model hears of it."""
     from ...audio import iter_windows
 
-    out = []
     with torch.inference_mode():
-        for p in paths:
-            windows = torch.stack([w for w, _ in iter_windows(p, model.config.frontend)][:max_windows])
-            out.append(model.audio_encoder.audio_encoder(model.frontend(windows)).mean(0).numpy())
-    return np.stack(out)
+        return [model.audio_encoder.audio_encoder(model.frontend(torch.stack(
+            [w for w, _ in iter_windows(p, model.config.frontend)][:max_windows]))) for p in paths]
+
+
+def trunk_features(model, paths: Sequence[Path], max_windows: int = MAX_WINDOWS) -> np.ndarray:
+    """Each clip's trunk features averaged over its first ``max_windows`` windows."""
+    return np.stack([f.mean(0).numpy() for f in window_features(model, paths, max_windows)])
 
 
 def source_margins(train: np.ndarray, train_labels: Sequence[str], train_sources: Sequence[str],
