@@ -116,6 +116,28 @@ def test_first_boot_retargets_and_keeps_second_boot_loads_then_search_classify_g
     assert "LCM-LoRA" in hub.pipeline.generator.source and hub.classify(str(world["recording"]))
 
 
+def test_a_recording_paints_through_each_real_generator_from_the_retargeted_space(world, env):
+    """A recording embedded in the retargeted (tiny, ViT-H-shaped) space drives every real generator source: IP-Adapter
+    guided and unguided, its LCM mode, and Stable unCLIP (its second candidate repo); each gets the sound's direction
+    at the retargeted bundle's recorded raw image-embedding norm."""
+    import torch
+
+    from wavbrivl import WavBriVLPipeline
+    from wavbrivl.generate import Generator
+    from wavbrivl.hub import generator_source
+
+    kept = boot(world["bundle"], "--real", "vit-h-14").real.checkpoint
+    pipe = WavBriVLPipeline.from_pretrained(kept, device="cpu", generator=None)
+    sound = pipe.embed(str(world["recording"]))
+    norm = pipe.model.config.image_embed_norm
+    assert sound.shape == (32,) and sound.dtype == torch.float32 and norm and norm > 1
+    for name, guidance in (("ip-adapter-sd15", 5.0), ("ip-adapter-sd15", 1.0), ("ip-adapter-sd15-lcm", 1.0), ("unclip-h", 5.0)):
+        gen = Generator.from_source(generator_source(name), embed_norm=norm, device="cpu")
+        picture = gen.generate(sound, space_id=pipe.backbone_id, seed=0, steps=2, guidance_scale=guidance, height=32,
+                               width=32)[0]
+        assert isinstance(picture, Image.Image) and picture.size == (32, 32), name
+
+
 def test_with_spaces_generate_paints_inside_the_gpu_function(world, env, monkeypatch, tmp_path):
     boot(world["bundle"], "--real", "vit-h-14")  # first boot (this test's own WAVBRIVL_HOME)
     (tmp_path / "pkgs" / "spaces").mkdir(parents=True)
