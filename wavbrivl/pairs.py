@@ -173,8 +173,8 @@ def write_pairs(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        codec_rate(codec, sample_rate)  # an unknown codec is refused before any work
-        report = _write_into(tmp, [as_row(r, i + 1) for i, r in enumerate(rows)], sample_rate, image_size,
+        rate = codec_rate(codec, sample_rate)  # the rate clips are stored at; an unknown codec is refused before any work
+        report = _write_into(tmp, [as_row(r, i + 1) for i, r in enumerate(rows)], rate, image_size,
                              compression_level, max_seconds, dict(train_recipe or {}), codec, image_colours)
         if out.exists():
             shutil.rmtree(out)
@@ -188,6 +188,7 @@ def write_pairs(
 
 def _write_into(root: Path, rows: list[PairedRow], sample_rate: int, image_size: int | None, level: float,
                 max_seconds: float | None, recipe: dict[str, Any], codec: str, colours: int | None) -> PairsReport:
+    """Write the pairs into ``root``; ``sample_rate`` is the rate clips are stored at (:func:`codec_rate`)."""
     if not 0.0 <= level <= 1.0:
         raise ValueError(f"compression_level must be in [0, 1], not {level}")
     (root / "audio").mkdir()
@@ -205,7 +206,7 @@ def _write_into(root: Path, rows: list[PairedRow], sample_rate: int, image_size:
             names = [_write_picture(root, path, image_size, pictures, colours) for path in row.images]
             if not names:
                 raise ImageError(f"{row.audio}: the row lists no picture")
-            audio_name, length = _write_audio(root, row.audio, number, codec_rate(codec, sample_rate), level, max_seconds,
+            audio_name, length = _write_audio(root, row.audio, number, sample_rate, level, max_seconds,
                                               codec)
         except (AudioError, ImageError, OSError) as exc:
             for digest in set(pictures) - set(known):  # pictures only this row had brought
@@ -223,7 +224,7 @@ def _write_into(root: Path, rows: list[PairedRow], sample_rate: int, image_size:
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
         writer.writeheader()
         writer.writerows(written)
-    info = _summary(root, written, skipped, codec_rate(codec, sample_rate), image_size, level, seconds, recipe, codec,
+    info = _summary(root, written, skipped, sample_rate, image_size, level, seconds, recipe, codec,
                     colours)
     (root / INFO_NAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return PairsReport(root, info, skipped)
