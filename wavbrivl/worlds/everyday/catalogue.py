@@ -48,6 +48,27 @@ def with_vetted(catalogue: dict[str, Any], vetted: dict[str, Any] | None) -> dic
     return dict(catalogue, concepts=concepts)
 
 
+def with_libraries(catalogue: dict[str, Any], libraries: dict[str, Any] | None) -> dict[str, Any]:
+    """The catalogue with the recordings of curated sound libraries (``libraries.json``) added to their concepts
+    as training recordings, one source per library: a library names its own sounds, so its names are labels,
+    and its sources only ever train, which leaves the validation and test splits as they were."""
+    extra: dict[str, list[dict[str, Any]]] = {}
+    for lib in (libraries or {}).get("libraries", []):
+        for concept, rows in lib["files"].items():
+            extra.setdefault(concept, []).extend({
+                "package": lib["package"], "version": lib["version"], "path": lib["prefix"] + name,
+                "licence": lib["licence"], "attribution": lib["attribution"], "source": lib["source"],
+                "kind": "recording", "seconds": seconds, "md5": md5,
+                "label_from": libraries["label_from"], "split": "train"} for name, seconds, md5 in rows)
+    known = {c["name"] for c in catalogue["concepts"] if c["heard"]}
+    if unknown := sorted(set(extra) - known):
+        raise ValueError(f"libraries.json names concepts that are not heard concepts of the catalogue: {unknown}")
+    if not extra:
+        return catalogue
+    concepts = [dict(c, audio=c["audio"] + extra.get(c["name"], [])) for c in catalogue["concepts"]]
+    return dict(catalogue, concepts=concepts)
+
+
 def load_corpus(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The corpus entries (``package, version, path, licence, seconds, md5[, attribution]``) from ``corpus.json``,
     which stores them per package with a common path prefix to stay small."""

@@ -49,13 +49,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", help=argparse.SUPPRESS)
     p.add_argument("--packages", help=argparse.SUPPRESS)
     p.add_argument("--vetted", help=argparse.SUPPRESS)  # tests: a fixture vetted.json
+    p.add_argument("--libraries", help=argparse.SUPPRESS)  # tests: a fixture libraries.json
 
 
 def select(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The catalogue, corpus and packages to use (the committed ones unless overridden), reduced if asked."""
-    from .catalogue import HERE, load_corpus, load_json, reduced, with_vetted
+    from .catalogue import HERE, load_corpus, load_json, reduced, with_libraries, with_vetted
 
     catalogue = load_json("catalogue.json", args.catalogue)
+    libraries = getattr(args, "libraries", None) or (None if args.catalogue else HERE / "libraries.json")
+    if libraries and Path(libraries).is_file():  # curated sound libraries: their own names are the labels
+        catalogue = with_libraries(catalogue, load_json("libraries.json", libraries))
     vetted = getattr(args, "vetted", None) or (None if args.catalogue else HERE / "vetted.json")
     if vetted and Path(vetted).is_file():  # name-labelled corpus files the listening models agreed with
         catalogue = with_vetted(catalogue, load_json("vetted.json", vetted))

@@ -170,6 +170,32 @@ class WorldWriter:
                                 "md5": entry.get("md5", ""), **self._meta(entry)})
         self.fingerprints.append(fingerprint(wave))
 
+    def drop_held_out_twins(self) -> None:
+        """Drop added training recordings (vetted files, curated libraries: ``label_from`` other than the
+        catalogue's) that are copies of a validation or test take: one library's dog may be another package's
+        file, and training on it would hand the held-out source to the model."""
+        held = [i for i, r in enumerate(self.recordings) if r["split"] in ("val", "test")]
+        signatures = np.stack([self.fingerprints[i][1] for i in held]) if held else np.zeros((0, 32), np.float32)
+        keep = []
+        for i, r in enumerate(self.recordings):
+            frames, signature = self.fingerprints[i]
+            twin = None
+            if r["split"] == "train" and r["label_from"] != LABEL_FROM_CATALOGUE and held:
+                closeness = signatures @ signature
+                for j in np.argsort(-closeness)[:5]:
+                    other = self.recordings[held[j]]
+                    if closeness[j] >= 0.85 and similarity(frames, self.fingerprints[held[j]][0]) >= DUPLICATE_SIMILARITY:
+                        twin = other
+                        break
+            if twin is None:
+                keep.append(i)
+                continue
+            self._skip(r, f"same take as {twin['split']} recording {twin['audio']} ({twin['source']}, fingerprint): "
+                          "training on it would leak a held-out source")
+            (self.out / r["audio"]).unlink(missing_ok=True)
+        self.recordings = [self.recordings[i] for i in keep]
+        self.fingerprints = [self.fingerprints[i] for i in keep]
+
     def add_pictures(self, concept: dict[str, Any]) -> None:
         seen: set[str] = set()
         rows = []
@@ -285,6 +311,7 @@ def prepare_world(cache: str | Path, catalogue: dict[str, Any], corpus: list[dic
         r["split"] = split_of(by_name[r["label"]], r["source"], val_sources[r["label"]])
         r["image"] = "|".join(fit[r["label"]][:MANIFEST_IMAGES])
         r["caption"] = concept_caption(by_name[r["label"]])
+    writer.drop_held_out_twins()
     meta = ["package", "version", "licence", "kind"]
     _write_csv(writer.out / "manifest.csv", writer.recordings, ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
     _write_csv(writer.out / "pictures.csv", writer.pictures, ["image", "label", "captions", "split", *meta])
