@@ -3,10 +3,14 @@
 Uses the system Chromium (Debian: ``apt-get install -y chromium chromium-driver``), never a downloaded
 browser. Without it the tests are skipped with that instruction as the reason. The browser's locale
 (``ja-JP``, ``en-US``) picks the page's language, as a visitor's browser does.
+
+The README's screenshot (``docs/screenshot.png``) is made here, from the everyday bundle answering one of its
+held-out recordings; ``WAVBRIVL_UPDATE_SCREENSHOT=1`` writes it over the committed one (docs/DEPLOY.md).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -21,8 +25,12 @@ import soundfile as sf
 from wavbrivl.worlds.shapes.world import render_sound
 
 from .demo_world import build_demo_world, launch_app, write_card
+from .test_docs import SCREENSHOT, SCREENSHOT_WIDTH, check_screenshot
 
 CHROMIUM = Path("/usr/bin/chromium")
+EVERYDAY = Path(__file__).resolve().parent.parent / "assets" / "everyday"
+#: A recording from a source the everyday bundle never trained on, which it names among its labels.
+SCREENSHOT_EXAMPLE = "a sheep bleating"
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run"]
 RESULTS = "document.querySelectorAll('#gallery img').length >= 8"
@@ -192,3 +200,47 @@ def test_no_server_path_in_what_the_page_serves(playwright, app_url):
         time.sleep(1)
         body = page.inner_text("body")
         assert [s for s in secrets if s in body] == []
+
+
+@pytest.fixture(scope="module")
+def everyday_url():
+    demo, url, _ = launch_app(EVERYDAY)
+    yield url
+    demo.close()
+
+
+def test_screenshot_of_the_everyday_page_answering_a_held_out_recording(playwright, everyday_url, tmp_path):
+    """The page as a visitor sees it after clicking a held-out example: pictures, labels, map and a painting."""
+    with open_page(playwright, locale="en-US", viewport={"width": SCREENSHOT_WIDTH, "height": 900}) as page:
+        failures = failed_files(page)
+        page.goto(everyday_url)
+        page.wait_for_function("(document.querySelector('#model-info')?.innerText || '').includes('✅')", timeout=120_000)
+        page.locator("#examples button", has_text=SCREENSHOT_EXAMPLE).click()
+        page.wait_for_function(RESULTS, timeout=60_000)
+        page.wait_for_selector("#sound-map img", timeout=30_000)
+        page.wait_for_function(f"(document.querySelector('#labels-out')?.innerText || '').includes('{SCREENSHOT_EXAMPLE}')",
+                               timeout=30_000)
+        labels = page.inner_text("#labels-out")
+        assert labels.index(SCREENSHOT_EXAMPLE) < labels.index("%")  # named first, as the README's caption says
+        page.click("#generate")
+        page.wait_for_selector("#generated img", timeout=60_000)
+        # Toasts are transient: they cover the map for a few seconds whenever they come.
+        page.add_style_tag(content=".toast-wrap { display: none !important; }")
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        assert failures == []
+        raw = tmp_path / "page.png"
+        page.screenshot(path=str(raw), full_page=True)
+    small = compact_screenshot(raw, tmp_path / "screenshot.png")
+    check_screenshot(small)
+    if os.environ.get("WAVBRIVL_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(small, SCREENSHOT)
+    print(f"screenshot: {small} ({small.stat().st_size // 1024} KB)")
+
+
+def compact_screenshot(raw: Path, out: Path) -> Path:
+    """A full-page screenshot small enough for the README: 256 colours (flat interface colours survive), optimised."""
+    from PIL import Image
+
+    with Image.open(raw) as image:
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
+    return out
