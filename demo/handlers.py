@@ -117,9 +117,10 @@ class DemoService(PipelineLoader):
         names = parse_labels(labels) if labels else self.labels
         if not names:
             raise DemoError("no_labels")
-        if len(names) > MAX_LABELS:
-            gr.Warning(text("labels_capped", lang, n=MAX_LABELS), duration=5)
-            names = names[:MAX_LABELS]
+        cap = max(MAX_LABELS, len(self.labels))  # the bundle's own labels are always all used
+        if len(names) > cap:
+            gr.Warning(text("labels_capped", lang, n=cap), duration=5)
+            names = names[:cap]
         return pipeline.classify(self._sound(pipeline, audio), names)
 
     @visitor_errors

@@ -312,6 +312,21 @@ def test_bundle_card_drives_the_page(tmp_path, clip, world):
     assert all(abs(svc.classify(clip)[name] - float(p)) < 1e-5 for name, p in zip(labels, expected))
 
 
+def test_a_card_with_more_labels_than_the_typed_cap_scores_them_all(tmp_path, clip):
+    """The everyday card has 93 labels: the cap on labels a visitor types never cuts the bundle's own."""
+    from demo.handlers import MAX_LABELS
+    from wavbrivl import WavBriVL
+
+    labels = [f"sound number {i}" for i in range(MAX_LABELS + 29)]
+    ckpt = WavBriVL.from_preset("tiny").save_pretrained(tmp_path / "bundle")
+    BundleCard(name="Many", description="Many labels.", labels=labels, templates=["{}"]).save(ckpt)
+    svc = DemoService(DemoConfig(checkpoint=str(ckpt), index="none", generator="none")).load()
+    assert set(svc.classify(clip)) == set(labels)
+    assert set(svc.classify(clip, "\n".join(labels))) == set(labels)
+    typed = labels + [f"extra {i}" for i in range(5)]
+    assert list(svc.classify(clip, "\n".join(typed))) and set(svc.classify(clip, "\n".join(typed))) == set(labels)
+
+
 def test_a_broken_card_is_reported_and_defaults_serve(tmp_path, clip):
     from wavbrivl import WavBriVL
 
