@@ -10,7 +10,7 @@ stops, on a fresh recording every run (so the embedding cache never hits):
                          ``gradio_client``, as a browser's request travels
 
     python benchmarks/app_latency.py                              # tiny preset, built on the fly
-    python benchmarks/app_latency.py --checkpoint assets/starter  # the starter bundle (index + generator inside)
+    python benchmarks/app_latency.py --checkpoint assets/shapes   # the shapes bundle (index + generator inside)
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def tiny_world(root: Path) -> str:
-    """The tiny preset with a 12-picture index and a generator, laid out like the starter bundle."""
+    """The tiny preset with a 12-picture index and a generator, laid out like a bundle."""
     from tests.demo_world import build_demo_world
     from wavbrivl import WavBriVL
 

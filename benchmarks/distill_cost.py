@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     results["student trunk (distilled), linear probe"] = averaged(
         _probe(np.stack([f.mean(0).numpy() for f in student_windows]), labels, train), held, chance)
     with torch.no_grad():
-        heads = [F.normalize(student.audio_encoder.audio_transform(f), dim=-1).mean(0).numpy() for f in student_windows]
+        heads = [F.normalize(student.audio_encoder.head(f), dim=-1).mean(0).numpy() for f in student_windows]
     results["student + head (the shared space), linear probe"] = averaged(_probe(np.stack(heads), labels, train), held, chance)
     print(f"  student: {time.perf_counter() - t:.0f} s", flush=True)
     names = sorted(set(labels))

@@ -1,7 +1,7 @@
 """Seconds per image and peak memory of the generators, through :class:`wavbrivl.generate.Generator`.
 
 * the tiny ``StableUnCLIPImg2ImgPipeline`` the tests build (same code path as the real 2.1 unCLIP, toy sizes);
-* a bundle's own generator (``--starter``, default ``assets/starter/generator``; ``assets/everyday/generator``);
+* a bundle's own generator (``--bundle-generator``, default ``assets/shapes/generator``; ``assets/everyday/generator``);
 * with ``--real SOURCE`` (a source of ``wavbrivl/generators.json``: ``ip-adapter-sd15``, ``ip-adapter-sd15-lcm``,
   ``unclip-h``), its weights already in the Hugging Face cache: the real generator at 512x512, fp16 on a GPU
   (seconds per image and peak GPU memory), fp32 on a CPU.
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def measure(kind: str, steps: int, runs: int, threads: int, starter: str) -> dict:
+def measure(kind: str, steps: int, runs: int, threads: int, bundle_generator: str) -> dict:
     import torch
 
     from wavbrivl.generate import Generator
@@ -39,8 +39,8 @@ def measure(kind: str, steps: int, runs: int, threads: int, starter: str) -> dic
         tiny_unclip(tmp).save_pretrained(tmp / "pipe", safe_serialization=True)
         gen = Generator.from_pretrained(tmp / "pipe", device="cpu", space_id="tiny", embed_norm=1.0)
         size = 32
-    elif kind == "starter":
-        gen = Generator.from_pretrained(starter, device="cpu")
+    elif kind == "bundle":
+        gen = Generator.from_pretrained(bundle_generator, device="cpu")
     else:  # a real generator source (wavbrivl/generators.json), its weights already in the Hugging Face cache
         from wavbrivl.hub import generator_source
 
@@ -70,20 +70,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--starter", default=str(REPO / "assets" / "starter" / "generator"))
+    p.add_argument("--bundle-generator", default=str(REPO / "assets" / "shapes" / "generator"),
+                   help="a bundle's generator/ folder (measured as the 'bundle' backend)")
     p.add_argument("--real", action="append", default=[], metavar="SOURCE",
                    help="also a real generator source from wavbrivl/generators.json (ip-adapter-sd15, ip-adapter-sd15-lcm, "
                         "unclip-h), its weights already cached; on the GPU when there is one (repeatable)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.steps, args.runs, args.threads, args.starter)))
+        print(json.dumps(measure(args.child, args.steps, args.runs, args.threads, args.bundle_generator)))
         return
-    kinds = ["tiny-unclip"] + (["starter"] if Path(args.starter).is_dir() else []) + [f"real:{name}" for name in args.real]
+    kinds = ["tiny-unclip"] + (["bundle"] if Path(args.bundle_generator).is_dir() else []) + [f"real:{name}" for name in args.real]
     print(f"{'backend':<27}{'image':>9}{'steps':>7}{'s/image':>10}{'peak RSS':>11}{'peak GPU':>11}")
     for kind in kinds:
         proc = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--runs", str(args.runs),
-                               "--threads", str(args.threads), "--starter", args.starter], capture_output=True, text=True)
+                               "--threads", str(args.threads), "--bundle-generator", args.bundle_generator], capture_output=True, text=True)
         if proc.returncode:
             print(f"{kind:<27} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
             continue

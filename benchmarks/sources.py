@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if not init.exists():
             model = WavBriVL.from_pretrained(args.bundle)
             torch.manual_seed(seed)  # the same fresh head for both arms
-            for module in model.audio_encoder.audio_transform.modules():
+            for module in model.audio_encoder.head.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
             model.save_pretrained(init)

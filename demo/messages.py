@@ -188,7 +188,7 @@ _ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"()]+/)*([^\s/'\"()]+/[^\s/'\"
 
 
 def redact(message: str) -> str:
-    """A message without server paths: every absolute path is cut to its last two parts ("starter/bundle.json"),
+    """A message without server paths: every absolute path is cut to its last two parts ("shapes/bundle.json"),
     which still names the file and its bundle but not where the server keeps it."""
     return _ABS_PATH.sub(r"\1", message)
 

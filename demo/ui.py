@@ -19,7 +19,7 @@ from . import page
 from .handlers import DemoService
 from .messages import SECURE_CONTEXT_JS, language, text
 
-# Small generator outputs (the starter's are 32 px) are scaled up crisply instead of shown as a thumbnail.
+# Small generator outputs (the shapes bundle's are 32 px) are scaled up crisply instead of shown as a thumbnail.
 CSS = """
 #generated img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 #examples button { justify-content: flex-start; text-align: left; }

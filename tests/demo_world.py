@@ -1,5 +1,5 @@
 """A tiny demo world shared by the demo tests: checkpoint + gallery index + generator + example sounds,
-laid out as the starter bundle is (``<ckpt>/index``, ``<ckpt>/generator``, ``<ckpt>/examples``)."""
+laid out as a bundle is (``<ckpt>/index``, ``<ckpt>/generator``, ``<ckpt>/examples``)."""
 from __future__ import annotations
 
 import socket
@@ -15,7 +15,7 @@ from wavbrivl.worlds.shapes.world import render_image, render_sound, sample_item
 
 
 def tiny_generator_dir(model: WavBriVL, out: Path) -> Path:
-    """An (untrained) starter-backend generator in the tiny model's space, saved as the app loads it."""
+    """An (untrained) EmbeddingToImagePipeline generator in the tiny model's space, saved as the app loads it."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
     from wavbrivl.embedding_to_image import EmbeddingToImagePipeline, tiny_unet_config

@@ -18,7 +18,7 @@ from .conftest import tone
 def fake_checkpoint(path, seed: int = 0):
     """A checkpoint laid out as aisfx's: a pickled (state_dict, dataset_info) with numpy scalars in the info."""
     torch.manual_seed(seed)
-    trunk = AudioEncoder(EncoderConfig.aisfx(16)).audio_encoder.state_dict()
+    trunk = AudioEncoder(EncoderConfig.aisfx(16)).trunk.state_dict()
     state = {f"embedding_net.{k}": v for k, v in trunk.items()} | {"fc.weight": torch.zeros(3, 512)}
     torch.save((state, {"sfx_library": {"n_classes": np.int64(3), "mean": np.float64(0.5)}}), path)
     return trunk
@@ -48,9 +48,9 @@ def test_published_weights_load_into_the_trunk(tmp_path):
         encoder = AudioEncoder(EncoderConfig.aisfx(16))
         aisfx.load_into(encoder, source)
         for k, v in trunk.items():
-            assert torch.equal(encoder.audio_encoder.state_dict()[k], v), k
+            assert torch.equal(encoder.trunk.state_dict()[k], v), k
     x = AudioFrontEnd(FrontEndConfig.aisfx())(torch.randn(2, FrontEndConfig.aisfx().window_samples) * 0.1)
-    assert encoder.eval()(x).shape == (2, 16) and encoder.audio_encoder(x).shape == (2, 512)
+    assert encoder.eval()(x).shape == (2, 16) and encoder.trunk(x).shape == (2, 512)
 
 
 def test_unsafe_or_foreign_files_are_refused(tmp_path):
@@ -68,7 +68,7 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
     (tmp_path / "bad.whl").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not an aisfx wheel"):
         aisfx.read_checkpoint(tmp_path / "bad.whl")
-    wrong = {f"embedding_net.{k}": v for k, v in AudioEncoder(EncoderConfig.aisfx(16)).audio_encoder.state_dict().items()
+    wrong = {f"embedding_net.{k}": v for k, v in AudioEncoder(EncoderConfig.aisfx(16)).trunk.state_dict().items()
              if "conv_block4" not in k}
     torch.save((wrong, {}), tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="do not fit the aisfx trunk"):

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from wavbrivl.bundle import BundleCard, BundleError, BundlePart, ExampleSound, GeneratorSettings, localize
+from wavbrivl.bundle import (BundleCard, BundleError, BundlePart, ExampleSound, GeneratorSettings, current_bundle_path,
+                             localize)
 
 
 def card() -> BundleCard:
@@ -63,3 +64,20 @@ def test_bad_cards_name_the_file_and_the_field(tmp_path, change, needle):
     (tmp_path / "bundle.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         BundleCard.load(tmp_path)
+
+
+def test_a_renamed_bundle_folder_leads_to_its_new_name(tmp_path, recwarn):
+    """``assets/starter`` -> ``assets/shapes`` while only the new folder exists; anything else is left as given."""
+    assets = tmp_path / "assets"
+    (assets / "shapes").mkdir(parents=True)
+    assert current_bundle_path(assets / "starter") == assets / "starter"  # no bundle there to lead to
+    assert not recwarn.list
+    (assets / "shapes" / "config.json").write_text("{}")
+    with pytest.warns(FutureWarning, match=r"starter is now .*assets/shapes"):
+        assert current_bundle_path(str(assets / "starter")) == assets / "shapes"
+    (tmp_path / "elsewhere" / "shapes").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "shapes" / "config.json").write_text("{}")
+    assert current_bundle_path(tmp_path / "elsewhere" / "starter") == tmp_path / "elsewhere" / "starter"
+    (assets / "starter").mkdir()
+    assert current_bundle_path(assets / "starter") == assets / "starter"  # a folder of that name wins
+    assert not recwarn.list

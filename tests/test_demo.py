@@ -391,7 +391,7 @@ def test_a_space_exported_with_another_bundle_serves_that_one(monkeypatch, tmp_p
     (tmp_path / "assets" / "other").mkdir(parents=True)
     (tmp_path / "assets" / "other" / "config.json").write_text("{}")
     monkeypatch.setattr(config, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(config, "DEFAULT_BUNDLE", tmp_path / "assets" / "starter-not-shipped")
+    monkeypatch.setattr(config, "DEFAULT_BUNDLE", tmp_path / "assets" / "everyday-not-shipped")
     assert DemoConfig().resolved_checkpoint() == str(tmp_path / "assets" / "other")
     (tmp_path / "assets" / "third").mkdir()
     (tmp_path / "assets" / "third" / "config.json").write_text("{}")

@@ -1,4 +1,4 @@
-"""Generation: a tiny real StableUnCLIPImg2ImgPipeline and the starter pipeline, built and run on CPU."""
+"""Generation: a tiny real StableUnCLIPImg2ImgPipeline and the bundles' own EmbeddingToImagePipeline, built and run on CPU."""
 from __future__ import annotations
 
 import json
@@ -133,7 +133,7 @@ def coloured_squares(n):
     return images, emb
 
 
-def test_starter_backend_trains_saves_and_loads(tmp_path):
+def test_embedding_to_image_backend_trains_saves_and_loads(tmp_path):
     images, emb = coloured_squares(16)
     pipe, losses = train_generator(images, emb, steps=30, batch_size=8, sample_size=16, channels=(8, 16))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])

@@ -76,6 +76,29 @@ def test_save_load_round_trip(tiny_model, tiny_checkpoint, tmp_path):
     assert torch.equal(WavBriVL.from_pretrained(again).embed_text(["x"]), tiny_model.embed_text(["x"]))
 
 
+def test_a_checkpoint_with_the_old_key_names_loads_and_embeds_the_same(tiny_model, tiny_checkpoint, tmp_path):
+    """Checkpoints saved before the encoder's parts were named ``trunk`` and ``head`` (the committed bundles among
+    them) store Wav2CLIP's ``audio_encoder.*`` / ``audio_transform.*``: they load unchanged; saves write the new names."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from wavbrivl.encoder import AudioEncoder
+
+    new = load_file(str(tiny_checkpoint / "audio_encoder.safetensors"))
+    assert new and all(k.startswith(("trunk.", "head.")) for k in new)
+    old_names = {("audio_encoder." + k[len("trunk."):]) if k.startswith("trunk.") else ("audio_transform." + k[len("head."):]): v
+                 for k, v in new.items()}
+    old = shutil.copytree(tiny_checkpoint, tmp_path / "old")
+    save_file(old_names, str(old / "audio_encoder.safetensors"))
+    x = noisy_tone(520, 2.5)
+    assert torch.equal(WavBriVL.from_pretrained(old).embed_audio(x, sample_rate=16000), tiny_model.embed_audio(x, sample_rate=16000))
+    # Every load of an encoder's state maps them (a resumed run's momentum encoder loads this way), strictly.
+    encoder = AudioEncoder(tiny_model.config.encoder, n_freq=tiny_model.frontend.n_bins)
+    encoder.load_state_dict(old_names, strict=True)
+    assert all(torch.equal(encoder.state_dict()[k], v) for k, v in new.items())
+
+
 def test_backbone_is_frozen(tiny_model):
     backbone = tiny_model.backbone
     assert all(not p.requires_grad for p in backbone.parameters())
@@ -141,7 +164,7 @@ def test_hub_backbone_offline_error_names_what_and_how(monkeypatch):
         model.embed_text(["a dog barking"])
     message = str(info.value)
     assert "ViT-B-32" in message and "openai" in message and "vit-b-32" in message
-    assert "HF_HUB_OFFLINE" in message and "starter" in message
+    assert "HF_HUB_OFFLINE" in message and "assets/shapes" in message
 
 
 def test_two_stream_encoder(tiny_model, tmp_path):
@@ -160,7 +183,7 @@ def test_two_stream_encoder(tiny_model, tmp_path):
     loaded = WavBriVL.from_pretrained(model.save_pretrained(tmp_path / "two"))
     x = noisy_tone(900, 2.0)
     assert torch.equal(loaded.embed_audio(x, sample_rate=16000), model.embed_audio(x, sample_rate=16000))
-    trunk = model.audio_encoder.audio_encoder
+    trunk = model.audio_encoder.trunk
     feats = torch.randn(3, 1, tiny_model.frontend.n_bins, 120)
     shuffled = feats[..., torch.randperm(120)]
     n_spec = trunk.out_channels - enc.channels[-1]
@@ -180,7 +203,7 @@ def test_two_stream_contour_features_say_how_the_spectrum_looks_not_where():
     torch.manual_seed(0)
     enc = AudioEncoder(EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32,
                                      contour_channels=6), n_freq=48).eval()
-    trunk = enc.audio_encoder
+    trunk = enc.trunk
     assert trunk.out_channels == 32 + 32 + 6
 
     def spectrum(lo: int, width: int) -> torch.Tensor:
@@ -196,4 +219,4 @@ def test_two_stream_contour_features_say_how_the_spectrum_looks_not_where():
         # The position-tied spectral stream does say where (that is how it hears colour).
         assert not torch.allclose(trunk(spectrum(8, 5))[:, :32], trunk(spectrum(30, 5))[:, :32], atol=1e-3)
     off = AudioEncoder(EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32), n_freq=48)
-    assert off.audio_encoder.contour is None and off.audio_encoder.out_channels == 64
+    assert off.trunk.contour is None and off.trunk.out_channels == 64

@@ -72,7 +72,7 @@ def test_the_published_wav2clip_trunk_under_a_new_head(bundle, tmp_path):
         "tiny", tmp_path / "w2c", trunk=f"wav2clip:{tmp_path / 'Wav2CLIP.ckpt'}", steps=1, cache_dir=tmp_path / "cache",
         device="cpu", progress=False)
     assert pipe.model.config.frontend.kind == "wav2clip" and pipe.embed_dim == 32
-    trunk = {k: v for k, v in state.items() if k.startswith("audio_encoder.layer4")}
-    ours = pipe.model.audio_encoder.state_dict()
-    assert all(torch.equal(ours[k], v) for k, v in trunk.items())  # the trunk is Wav2CLIP's, untouched by training
+    trunk = {k[len("audio_encoder."):]: v for k, v in state.items() if k.startswith("audio_encoder.layer4")}
+    ours = pipe.model.audio_encoder.trunk.state_dict()
+    assert trunk and all(torch.equal(ours[k], v) for k, v in trunk.items())  # the trunk is Wav2CLIP's, untouched by training
     assert pipe.classify(str(bundle / "examples" / "bell.wav"))

@@ -1,4 +1,4 @@
-"""The shapes bundle (assets/starter): a reduced rebuild from scratch, and the committed bundle against its targets."""
+"""The shapes bundle (assets/shapes): a reduced rebuild from scratch, and the committed bundle against its targets."""
 from __future__ import annotations
 
 import json
@@ -12,11 +12,11 @@ from PIL import Image, ImageChops
 from wavbrivl.bundle import BundleCard
 from wavbrivl.data import read_manifest
 from wavbrivl.pipeline import WavBriVLPipeline
-from wavbrivl.worlds.shapes.build import StarterSettings, build_starter, picture_set
+from wavbrivl.worlds.shapes.build import ShapesSettings, build_shapes, picture_set
 from wavbrivl.worlds.shapes.world import COLOURS, write_world
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLE = REPO / "assets" / "starter"
+BUNDLE = REPO / "assets" / "shapes"
 
 
 def test_compatibility_loss_is_clip_loss_with_one_positive_and_spreads_over_true_captions():
@@ -42,8 +42,8 @@ def test_compatibility_loss_is_clip_loss_with_one_positive_and_spreads_over_true
 
 @pytest.mark.slow
 def test_reduced_bundle_builds_from_scratch_and_beats_chance(tmp_path):
-    out = tmp_path / "starter"
-    report = build_starter(out, StarterSettings.reduced())
+    out = tmp_path / "shapes"
+    report = build_shapes(out, ShapesSettings.reduced())
     # Every part is present, in safetensors, and loads through the public entry points.
     for name in ("config.json", "audio_encoder.safetensors", "bundle.json", "report.json", "report.md", "generated.png",
                  "index/index.json", "gallery/manifest.csv", "gallery/captions.txt"):
@@ -82,11 +82,35 @@ def test_generator_targets_are_the_backbone_pictures_posed_canonically(tmp_path)
         picture_set(rows, 3, 5, canonical=True)
 
 
+def test_the_old_folder_and_names_still_work_for_one_release():
+    """``assets/starter``, the bundle's folder before it was named after its world, loads the shapes bundle with a
+    warning naming the new folder; the build's old Python names import, with a warning naming the new ones."""
+    import torch
+
+    from wavbrivl import WavBriVL
+    from wavbrivl.worlds.shapes import build
+
+    old_path = REPO / "assets" / "starter"
+    with pytest.warns(FutureWarning, match="assets/shapes"):
+        old = WavBriVL.from_pretrained(old_path)
+    example = sorted((BUNDLE / "examples").glob("*.wav"))[0]
+    assert old.root == BUNDLE
+    assert torch.equal(old.embed_audio(example), WavBriVL.from_pretrained(BUNDLE).embed_audio(example))
+    with pytest.warns(FutureWarning, match="assets/shapes"):
+        pipe = WavBriVLPipeline.from_pretrained(old_path, device="cpu", index=None, generator=None)
+    assert pipe.model.root == BUNDLE and pipe.card == BundleCard.load(BUNDLE)
+    for old_name, new_name in build.RENAMED.items():
+        with pytest.warns(FutureWarning, match=new_name):
+            assert getattr(build, old_name) is getattr(build, new_name)
+    with pytest.raises(AttributeError):
+        build.StarterNothing  # noqa: B018
+
+
 @pytest.fixture(scope="module")
 def committed_report(tmp_path_factory):
     """``wavbrivl world shapes eval`` on the committed bundle, over its regenerated held-out world."""
     if not (BUNDLE / "config.json").is_file():
-        pytest.fail(f"{BUNDLE} is missing: rebuild it with `wavbrivl world shapes build --out assets/starter`")
+        pytest.fail(f"{BUNDLE} is missing: rebuild it with `wavbrivl world shapes build --out assets/shapes`")
     tmp = tmp_path_factory.mktemp("committed")
     run = lambda *a: subprocess.run([sys.executable, "-m", "wavbrivl", *a], capture_output=True, text=True, timeout=900, cwd=REPO)
     made = run("world", "shapes", "regenerate", "--bundle", str(BUNDLE), "--out", str(tmp / "world"))

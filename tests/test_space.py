@@ -68,8 +68,8 @@ def test_every_binary_file_is_stored_through_lfs_as_the_hub_requires(space):
     assert not [f for f in files if f.endswith((".py", ".json", ".md", ".txt")) and f in lfs]  # text stays text
 
 
-def test_export_refuses_a_binary_kind_no_rule_covers(tmp_path):
-    source = tmp_path / "checkout"
+def fake_checkout(source: Path, bundle: str) -> Path:
+    """The least a checkout needs to be exported, with one bundle (an empty config) under ``assets/``; returns it."""
     for name in ("app.py", "requirements.txt", ".gitattributes"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text("*.png filter=lfs diff=lfs merge=lfs -text\n" if name == ".gitattributes" else "x\n")
@@ -77,9 +77,15 @@ def test_export_refuses_a_binary_kind_no_rule_covers(tmp_path):
     for package in ("demo", "wavbrivl"):
         (source / package).mkdir()
         (source / package / "__init__.py").write_text("")
-    bundle = source / "assets" / "odd"
-    bundle.mkdir(parents=True)
-    (bundle / "config.json").write_text("{}")
+    folder = source / "assets" / bundle
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_export_refuses_a_binary_kind_no_rule_covers(tmp_path):
+    source = tmp_path / "checkout"
+    bundle = fake_checkout(source, "odd")
     (bundle / "weights.dat").write_bytes(b"\0\1\2" * 100)
     with pytest.raises(SpaceError, match=r"assets/odd/weights.dat \(binary\)"):
         export_space(tmp_path / "out", ["odd"], source=source)
@@ -94,6 +100,15 @@ def test_export_refuses_a_binary_kind_no_rule_covers(tmp_path):
     with pytest.raises(SpaceError, match="does not look like an earlier Space export"):
         export_space(tmp_path / "taken", ["odd"], source=source, force=True)
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+
+
+def test_the_shapes_bundle_old_name_still_exports_for_one_release(tmp_path):
+    """``--bundle starter`` (the shapes bundle's folder before the rename) ships ``assets/shapes``, with a warning."""
+    source = tmp_path / "checkout"
+    fake_checkout(source, "shapes")
+    with pytest.warns(FutureWarning, match="assets/shapes"):
+        space = export_space(tmp_path / "out", ["starter"], source=source)
+    assert [p.name for p in (space / "assets").iterdir()] == ["shapes"]
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

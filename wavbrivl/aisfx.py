@@ -57,6 +57,6 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 def load_into(encoder: torch.nn.Module, path: str | Path) -> None:
     """Put the published weights into an ``AudioEncoder(EncoderConfig.aisfx(...))``'s trunk (strictly)."""
     try:
-        encoder.audio_encoder.load_state_dict(read_checkpoint(path), strict=True)
+        encoder.trunk.load_state_dict(read_checkpoint(path), strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: the weights do not fit the aisfx trunk ({exc})") from None

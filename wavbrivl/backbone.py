@@ -55,8 +55,8 @@ class BackboneConfig:
 
 OFFLINE_HINT = (
     "To run offline: set HF_HUB_OFFLINE=1 with the weights already in the Hugging Face cache, "
-    "pass a local weights file or folder, or use the offline starter bundle (python app.py with no arguments; "
-    "checkpoint assets/starter)."
+    "pass a local weights file or folder, or use a bundle that runs offline (python app.py with no arguments serves "
+    "assets/everyday; checkpoint assets/shapes is the other)."
 )
 
 

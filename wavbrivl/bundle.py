@@ -12,6 +12,8 @@ language code to a string (``{"en": ..., "ja": ...}``); :func:`localize` picks o
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
@@ -24,6 +26,9 @@ BUNDLE_FORMAT = "wavbrivl-bundle"
 BUNDLE_VERSION = 1
 
 LocalizedText = Union[str, dict[str, str]]
+#: Bundle folders under ``assets/`` that were renamed: the old name -> the new one. The old path still loads (with a
+#: FutureWarning naming the new one) for one release after the rename, then its entry goes.
+RENAMED_BUNDLES = {"starter": "shapes"}
 
 #: Labels offered when a checkpoint has no card: everyday sounds, so the zero-shot chart means something.
 GENERIC_LABELS = (
@@ -210,3 +215,18 @@ def _hub_parts(data: Any, where: str) -> HubParts:
         except ValueError as exc:
             raise BundleError(f"{where}.generators[{i}]: {exc}") from None
     return parts
+
+
+def current_bundle_path(path: str | os.PathLike) -> Path:
+    """``path``, or the bundle's new folder when ``path`` names a renamed one (``assets/starter`` ->
+    ``assets/shapes``, with a FutureWarning): scripts and commands written before the rename keep working."""
+    path = Path(path)
+    new_name = RENAMED_BUNDLES.get(path.name)
+    if new_name is None or path.parent.name != "assets" or path.exists():
+        return path
+    moved = path.with_name(new_name)
+    if not (moved / "config.json").is_file():
+        return path
+    warnings.warn(f"{path} is now {moved}: the old path is read until the next release, use the new one",
+                  FutureWarning, stacklevel=4)
+    return moved

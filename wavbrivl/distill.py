@@ -64,7 +64,7 @@ class DistillResult:
 
 def distill_trunk(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarray], config: DistillConfig | None = None
                   ) -> DistillResult:
-    """Train ``student``'s trunk (``audio_encoder.audio_encoder``) to reproduce ``teacher``'s trunk features.
+    """Train ``student``'s trunk (``audio_encoder.trunk``) to reproduce ``teacher``'s trunk features.
 
     ``waves``: mono float32 recordings at the teacher's sample rate. The student's head is left untouched.
     """
@@ -80,7 +80,7 @@ def distill_trunk(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarray],
     n_hold = max(1, int(len(targets) * cfg.holdout)) if len(targets) > 20 else 0
     hold, fit = order[:n_hold], order[n_hold:]
     mean, std = targets[fit].mean(0), targets[fit].std(0).clamp_min(1e-3)
-    trunk = student.audio_encoder.audio_encoder
+    trunk = student.audio_encoder.trunk
     adapter = nn.Linear(trunk.out_channels, targets.shape[1])
     params = list(trunk.parameters()) + list(adapter.parameters())
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -117,7 +117,7 @@ def _teacher_targets(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarra
     with torch.inference_mode():
         for start in tqdm(range(0, len(owners), cfg.teacher_batch), desc="teacher features", disable=not cfg.progress):
             batch, lengths = crop_batch(waves, owners[start : start + cfg.teacher_batch], window, g, cfg.augment)
-            feats.append(teacher.audio_encoder.audio_encoder(teacher.frontend(batch, lengths)).float())
+            feats.append(teacher.audio_encoder.trunk(teacher.frontend(batch, lengths)).float())
             audio.append(resample(batch, t_cfg.sample_rate, s_cfg.sample_rate)[:, : s_cfg.window_samples].half())
             valid.append((lengths * s_cfg.sample_rate + t_cfg.sample_rate - 1) // t_cfg.sample_rate)
     return torch.cat(audio), torch.cat(valid), torch.cat(feats)
@@ -128,7 +128,7 @@ def _fit_quality(student: WavBriVL, adapter: nn.Module, audio: torch.Tensor, val
                  mean: torch.Tensor, std: torch.Tensor) -> tuple[float, float]:
     if len(targets) == 0:
         return float("nan"), float("nan")
-    pred = adapter(student.audio_encoder.audio_encoder(student.frontend(audio.float(), valid))) * std + mean
+    pred = adapter(student.audio_encoder.trunk(student.frontend(audio.float(), valid))) * std + mean
     cosine = float(F.cosine_similarity(pred, targets, dim=-1).mean())
     r2 = float(1 - ((pred - targets) ** 2).sum() / ((targets - targets.mean(0)) ** 2).sum())
     return cosine, r2

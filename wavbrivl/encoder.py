@@ -1,13 +1,14 @@
-"""The audio encoder: a ResNet-style CNN over the front end's features, then a projection head.
+"""The audio encoder: a CNN trunk over the front end's features, then a projection head.
 
-Module names follow Wav2CLIP's published checkpoint (``audio_encoder.*`` for the ResNet trunk,
-``audio_transform.sequential.*`` for the MLP head), so that a Wav2CLIP state dict loads into the
-``wav2clip`` architecture key for key and every architecture shares one code path.
+The two parts are ``trunk`` and ``head``. Inside them the layout is Wav2CLIP's (torchvision's ResNet names,
+``head.sequential.*`` for the MLP), so a Wav2CLIP state dict loads into the ``wav2clip`` architecture once its
+two top-level names are mapped (:data:`WAV2CLIP_NAMES`): Wav2CLIP calls the trunk ``audio_encoder`` and the
+head ``audio_transform``. Checkpoints saved before the rename carry those names too; they load unchanged.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping, TypeVar
 
 import torch
 from torch import nn
@@ -64,7 +65,7 @@ class EncoderConfig:
 
 
 class BasicBlock(nn.Module):
-    """The standard two-convolution residual block (torchvision naming, so Wav2CLIP keys match)."""
+    """The standard two-convolution residual block (torchvision naming, so Wav2CLIP's trunk keys match)."""
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
@@ -233,6 +234,31 @@ class MLPHead(nn.Module):
 
 
 ARCHS = ("resnet", "wav2clip", "twostream", "aisfx")
+#: Wav2CLIP's names for the two parts (also in checkpoints written before the rename) -> this encoder's.
+WAV2CLIP_NAMES = {"audio_encoder.": "trunk.", "audio_transform.": "head."}
+T = TypeVar("T")
+
+
+def renamed_keys(state: Mapping[str, T], prefix: str = "") -> dict[str, T]:
+    """``state`` with the parts' Wav2CLIP names under ``prefix`` (``audio_encoder.*``, ``audio_transform.*``)
+    renamed to this encoder's (``trunk.*``, ``head.*``); every other key unchanged, order kept."""
+    out = {}
+    for key, value in state.items():
+        for old, new in WAV2CLIP_NAMES.items():
+            if key.startswith(prefix + old):
+                key = prefix + new + key[len(prefix + old):]
+                break
+        out[key] = value
+    return out
+
+
+def _load_old_names(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """A load-time hook: the committed bundles (and any checkpoint saved before the rename) store Wav2CLIP's
+    names, and their weights are not rewritten just to rename keys, so every load maps them."""
+    if any(key.startswith(prefix + old) for old in WAV2CLIP_NAMES for key in state):
+        renamed = renamed_keys(state, prefix)
+        state.clear()
+        state.update(renamed)
 
 
 class AudioEncoder(nn.Module):
@@ -246,12 +272,13 @@ class AudioEncoder(nn.Module):
         if config.arch == "twostream":
             if not n_freq:
                 raise ValueError("the 'twostream' encoder needs the front end's number of frequency bins")
-            self.audio_encoder: nn.Module = TwoStreamTrunk(config, n_freq)
+            self.trunk: nn.Module = TwoStreamTrunk(config, n_freq)
         elif config.arch == "aisfx":
-            self.audio_encoder = AisfxTrunk(config)
+            self.trunk = AisfxTrunk(config)
         else:
-            self.audio_encoder = ResNetTrunk(config)
-        self.audio_transform = MLPHead([self.audio_encoder.out_channels, *config.head_hidden, config.embed_dim], config.dropout)
+            self.trunk = ResNetTrunk(config)
+        self.head = MLPHead([self.trunk.out_channels, *config.head_hidden, config.embed_dim], config.dropout)
+        self.register_load_state_dict_pre_hook(_load_old_names)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.audio_transform(self.audio_encoder(features))
+        return self.head(self.trunk(features))

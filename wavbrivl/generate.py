@@ -238,7 +238,7 @@ def backend_for(name_or_path: str | os.PathLike, local_files_only: bool | None =
     except Exception as exc:
         raise RuntimeError(
             f"could not load generator {str(name_or_path)!r} ({type(exc).__name__}: {exc}). Offline, pass a local "
-            "pipeline folder (the starter bundle has one in assets/starter/generator), or pre-download the model "
+            "pipeline folder (the shapes bundle has one in assets/shapes/generator), or pre-download the model "
             "and set HF_HUB_OFFLINE=1."
         ) from None
     class_name = index.get("_class_name")

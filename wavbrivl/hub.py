@@ -405,10 +405,10 @@ def push_bundle(folder: str | os.PathLike, repo_id: str, *, client: tuple[Any, s
     that cannot work uploads nothing; failures are :class:`~wavbrivl.space.SpaceError` with one line."""
     from huggingface_hub import constants
 
-    from .bundle import BUNDLE_FILE, BundleCard
+    from .bundle import BUNDLE_FILE, BundleCard, current_bundle_path
     from .space import SpaceError, check_repo_id, hub_client
 
-    folder = Path(folder)
+    folder = current_bundle_path(folder)
     if not (folder / "config.json").is_file():
         raise SpaceError(f"{folder}: not a bundle (no config.json); nothing was uploaded")
     if (folder / BUNDLE_FILE).is_file():

@@ -4,7 +4,7 @@ A checkpoint is a folder::
 
     config.json                 # WavBriVLConfig: backbone, front end, encoder, embed dim, image-embedding norm
     audio_encoder.safetensors   # the only trained weights
-    backbone/                   # only when the backbone cannot be named by a hub tag (tiny, starter):
+    backbone/                   # only when the backbone cannot be named by a hub tag (tiny, shapes):
         open_clip_config.json   #   open_clip's ``local-dir:`` format
         open_clip_model.safetensors
 
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .audio import AudioError, AudioFrontEnd, AudioInput, FrontEndConfig, iter_windows
 from .backbone import BACKBONE_CONFIG_FILE, BackboneConfig, FrozenBackbone, save_open_clip_folder
+from .bundle import current_bundle_path
 from .encoder import AudioEncoder, EncoderConfig
 from .images import ImageInput, load_image
 from .presets import get_preset
@@ -390,7 +391,7 @@ def resolve_checkpoint(
     token: str | None = None,
 ) -> Path:
     """A local checkpoint folder, or a hub repo downloaded (or found in the cache) with huggingface_hub."""
-    path = Path(name_or_path)
+    path = current_bundle_path(name_or_path)
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{path}: not a wavbrivl checkpoint (no {CONFIG_NAME})")
@@ -409,5 +410,6 @@ def resolve_checkpoint(
     except Exception as exc:
         raise FileNotFoundError(
             f"could not get checkpoint {name!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
-            "Offline, pass a local checkpoint folder (for example assets/starter) or pre-download it and set HF_HUB_OFFLINE=1."
+            "Offline, pass a local checkpoint folder (for example assets/shapes) or pre-download it and set HF_HUB_OFFLINE=1."
         ) from None
+

@@ -133,7 +133,7 @@ def example_grid_png(
 
 
 def generated_grid_png(examples: Sequence[tuple[str, "object"]], path: str | Path, tile: int = 96) -> Path:
-    """Sound label -> generated picture, side by side (the starter world's showcase figure)."""
+    """Sound label -> generated picture, side by side (the shapes world's showcase figure)."""
     from PIL import Image, ImageDraw
 
     sheet = Image.new("RGB", (tile * len(examples), tile + 28), "white")

@@ -108,7 +108,7 @@ def new_model(source: WavBriVL, trunk: WavBriVL, spec: str, *, device: str, seed
         model = WavBriVL(WavBriVLConfig(config, trunk.config.frontend, encoder, embed_dim=dim,
                                         preset=spec if spec in PRESETS else None, info=info),
                          root=root, device=device, backbone=backbone)
-    model.audio_encoder.audio_encoder.load_state_dict(trunk.audio_encoder.audio_encoder.state_dict())
+    model.audio_encoder.trunk.load_state_dict(trunk.audio_encoder.trunk.state_dict())
     return model
 
 

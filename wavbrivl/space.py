@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .bundle import BUNDLE_FILE, BundleCard
+from .bundle import BUNDLE_FILE, BundleCard, current_bundle_path
 from .pairs import PAIRS_DIR
 
 #: The bundle under ``assets/`` the demo serves and an export ships when none is named (``demo/config.py`` reads it).
@@ -110,9 +110,10 @@ def export_space(out: str | os.PathLike, bundles: Sequence[str] = (DEFAULT_BUNDL
 
 
 def _checked_bundle(src: Path, name: str) -> Path:
-    folder = src / "assets" / name
     if "/" in name or "\\" in name or name.startswith("."):
         raise SpaceError(f"--bundle takes a folder name under assets/, not {name!r}")
+    folder = current_bundle_path(src / "assets" / name)
+    name = folder.name
     if not (folder / "config.json").is_file():
         found = sorted(p.parent.name for p in (src / "assets").glob("*/config.json"))
         raise SpaceError(f"assets/{name}: not a bundle (no config.json); bundles here: {', '.join(found) or 'none'}")

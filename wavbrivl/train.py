@@ -265,9 +265,9 @@ class Trainer:
         encoder = model.audio_encoder
         encoder.train()
         if cfg.train_head_only:
-            for p in encoder.audio_encoder.parameters():
+            for p in encoder.trunk.parameters():
                 p.requires_grad_(False)
-            encoder.audio_encoder.eval()
+            encoder.trunk.eval()
         self.temperature = Temperature(cfg.temperature, cfg.learnable_temperature).to(accelerator.device)
         self.params = [p for p in encoder.parameters() if p.requires_grad] + list(self.temperature.parameters())
         optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -376,7 +376,7 @@ class Trainer:
     def _train_mode(self) -> None:
         self.encoder.train()
         if self.cfg.train_head_only:
-            self.accelerator.unwrap_model(self.encoder).audio_encoder.eval()
+            self.accelerator.unwrap_model(self.encoder).trunk.eval()
 
     # ------------------------------------------------------------------ one step
     def _batch_indices(self, step: int) -> list[int]:

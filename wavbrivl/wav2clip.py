@@ -3,7 +3,8 @@
 Wav2CLIP (Wu et al., 2022) is a ResNet-18 over a 16 kHz linear STFT power spectrogram (n_fft 512,
 hop 353, ``log(x + 1e-7)``) followed by an MLP 512 -> 512 -> 512, aligned to CLIP ViT-B/32 (OpenAI).
 Its checkpoint is a PyTorch Lightning file whose ``state_dict`` holds ``audio_encoder.*`` (the ResNet;
-its unused ``fc`` classifier and ``spectrogram.window`` buffer are dropped) and ``audio_transform.*``.
+its unused ``fc`` classifier and ``spectrogram.window`` buffer are dropped) and ``audio_transform.*`` (the MLP),
+imported as the encoder's ``trunk.*`` and ``head.*`` (:data:`~wavbrivl.encoder.WAV2CLIP_NAMES`).
 
 Two deliberate differences from the original code: the spectrogram is normalised per sample (Wav2CLIP
 normalised over the whole batch, so its embeddings depended on batch company), and clips longer than
@@ -20,7 +21,7 @@ import torch
 
 from .audio import FrontEndConfig
 from .backbone import BackboneConfig
-from .encoder import EncoderConfig
+from .encoder import EncoderConfig, renamed_keys
 from .model import WavBriVL, WavBriVLConfig
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def import_wav2clip(path: str | os.PathLike, out_dir: str | os.PathLike | None =
         log.info("ignoring %d keys not used for embedding (e.g. %s)", len(ignored), ignored[:3])
     model = WavBriVL(wav2clip_config())
     try:
-        model.audio_encoder.load_state_dict(kept, strict=True)
+        model.audio_encoder.load_state_dict(renamed_keys(kept), strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not match the Wav2CLIP layout ({exc})") from None
     if out_dir is not None:

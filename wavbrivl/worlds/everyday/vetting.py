@@ -129,7 +129,7 @@ def window_features(model, paths: Sequence[Path], max_windows: int = MAX_WINDOWS
     from ...audio import iter_windows
 
     with torch.inference_mode():
-        return [model.audio_encoder.audio_encoder(model.frontend(torch.stack(
+        return [model.audio_encoder.trunk(model.frontend(torch.stack(
             [w for w, _ in iter_windows(p, model.config.frontend)][:max_windows]))) for p in paths]
 
 

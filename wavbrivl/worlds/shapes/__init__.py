@@ -1,1 +1,1 @@
-"""The shapes world: coloured shapes and sounds that describe them, generated from a seed (``assets/starter``)."""
+"""The shapes world: coloured shapes and sounds that describe them, generated from a seed (``assets/shapes``)."""

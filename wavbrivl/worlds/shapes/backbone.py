@@ -3,7 +3,7 @@
 A real deployment borrows a backbone pretrained on billions of pairs (``vit-b-32``, ``vit-h-14``); this world
 cannot download one, so it makes its own the same way (contrastive image-caption training with open_clip) and
 then freezes it, exactly as WavBriVL treats BriVL. The model is a custom open_clip config
-(``wavbrivl-starter-clip.json`` beside this file: a 64 px ModifiedResNet image tower and a 64-d space, with
+(``wavbrivl-shapes-clip.json`` beside this file: a 64 px ModifiedResNet image tower and a 64-d space, with
 open_clip's bundled BPE tokenizer), saved in open_clip's ``local-dir:`` format. Why a ResNet and not a ViT of
 the same cost, and other measurements: docs/EXPERIMENTS.md.
 """
@@ -24,7 +24,7 @@ from ...backbone import save_open_clip_folder
 from ...losses import multi_positive_clip_loss
 
 log = logging.getLogger(__name__)
-MODEL_NAME = "wavbrivl-starter-clip"
+MODEL_NAME = "wavbrivl-shapes-clip"
 open_clip.add_model_config(Path(__file__).with_name(f"{MODEL_NAME}.json"))
 
 
@@ -51,7 +51,7 @@ def train_backbone(
     progress: bool = True,
     model_name: str = MODEL_NAME,
 ) -> tuple[torch.nn.Module, list[float]]:
-    """CLIP-train the starter model on pictures and captions of their attributes; returns it frozen, and its losses.
+    """CLIP-train the shapes model on pictures and captions of their attributes; returns it frozen, and its losses.
 
     Each step, a picture is paired with its full caption or, with probability ``partial``, a caption naming
     a random subset of its attributes. Partial captions make the space compositional (a "red triangle" sits
@@ -77,7 +77,7 @@ def train_backbone(
     g = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
-    for _step in tqdm(range(steps), desc="training starter backbone", disable=not progress):
+    for _step in tqdm(range(steps), desc="training the shapes backbone", disable=not progress):
         idx = torch.randperm(len(pixels), generator=g)[:batch_size]
         variant = torch.where(torch.rand(len(idx), generator=g) < partial,
                               torch.randint(1, len(subsets), (len(idx),), generator=g), torch.zeros(len(idx), dtype=torch.long))

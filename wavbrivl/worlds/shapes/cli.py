@@ -7,19 +7,19 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("shapes", help="the offline shapes world (assets/starter)")
+    p = subparsers.add_parser("shapes", help="the offline shapes world (assets/shapes)")
     sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="generate the world, train backbone, audio encoder and generator, evaluate")
-    b.add_argument("--out", default="assets/starter")
+    b.add_argument("--out", default="assets/shapes")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--reduced", action="store_true", help="a CI-sized build (fewer items and steps)")
     b.set_defaults(func=run_build)
     w = sub.add_parser("regenerate", help="regenerate a bundle's world (audio, images, manifest) to evaluate it")
-    w.add_argument("--bundle", default="assets/starter", help="the bundle whose seed and size to reproduce")
+    w.add_argument("--bundle", default="assets/shapes", help="the bundle whose seed and size to reproduce")
     w.add_argument("--out", required=True)
     w.set_defaults(func=run_regenerate)
     e = sub.add_parser("eval", help="seen/never-heard retrieval, zero-shot and generation consistency of a bundle")
-    e.add_argument("--bundle", default="assets/starter")
+    e.add_argument("--bundle", default="assets/shapes")
     e.add_argument("--data", required=True, help="the manifest written by `wavbrivl world shapes regenerate`")
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--seed", type=int, default=0)
@@ -28,11 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .build import StarterSettings, build_starter
+    from .build import ShapesSettings, build_shapes
 
-    settings = StarterSettings.reduced() if args.reduced else StarterSettings()
+    settings = ShapesSettings.reduced() if args.reduced else ShapesSettings()
     settings.seed = args.seed
-    report = build_starter(args.out, settings)
+    report = build_shapes(args.out, settings)
     print(json.dumps({k: report[k] for k in ("seen", "unseen", "generation") if k in report}, indent=2))
     print(f"built {args.out} in {report['build']['timings']['total_s']:.0f} s")
     return 0

@@ -101,7 +101,7 @@ def render_image(item: WorldItem, size: int = 64, canonical: bool = False) -> Im
     """The item's picture: its shape in its colour on a random textured background.
 
     ``canonical`` draws the same scene (background, size, colour and noise unchanged) in a fixed pose: the
-    shape in the middle, the square axis-aligned and the triangle pointing up. The starter generator learns
+    shape in the middle, the square axis-aligned and the triangle pointing up. The shapes generator learns
     to draw these, because a sound says nothing about rotation or position, and a small generator that
     must also pick them draws round blobs and dots.
     """
