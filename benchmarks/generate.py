@@ -33,7 +33,7 @@ def measure(kind: str, steps: int, runs: int, threads: int, starter: str) -> dic
     torch.set_num_threads(threads)
     size = None
     if kind == "tiny-unclip":
-        from tests.test_generate import tiny_unclip
+        from wavbrivl.testing import tiny_unclip
 
         tmp = Path(tempfile.mkdtemp())
         tiny_unclip(tmp).save_pretrained(tmp / "pipe", safe_serialization=True)

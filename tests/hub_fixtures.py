@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .test_generate import tiny_text_encoder, tiny_tokenizer, tiny_unclip, tiny_unet
+from wavbrivl.testing import tiny_text_encoder, tiny_tokenizer, tiny_unclip, tiny_unet
 
 DIM = 32  # the "ViT-H" embedding of these tests: the tiny model's 32-d space
 REV = "0123456789abcdef0123456789abcdef01234567"

@@ -19,8 +19,9 @@ import pytest
 import soundfile as sf
 
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
-from .demo_world import build_demo_world, launch_app, write_card
+from .demo_world import launch_app, write_card
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -17,9 +17,10 @@ from wavbrivl.bundle import BundleCard, ExampleSound
 from wavbrivl.index import _write_shard
 from wavbrivl.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
 from .conftest import tone, write_wav
-from .demo_world import build_demo_world, launch_app
+from .demo_world import launch_app
 
 
 # --------------------------------------------------------------------------------------------- fixtures

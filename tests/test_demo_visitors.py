@@ -24,9 +24,10 @@ from demo.messages import EN, ERRORS, PAGE, language, redact
 from demo.page import status, translations
 from demo.uploads import VisitorSounds
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
 from .conftest import write_wav
-from .demo_world import build_demo_world, launch_app, write_card
+from .demo_world import launch_app, write_card
 
 JA_REQUEST = gr.Request(headers={"accept-language": "ja-JP,ja;q=0.9,en-US;q=0.8"})
 
