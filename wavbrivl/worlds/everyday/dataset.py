@@ -70,7 +70,8 @@ def _picture_group(path: str) -> str:
 
 
 def gallery_paths(paths: list[str], share: float = GALLERY_SHARE) -> set[str]:
-    """About ``share`` of a concept's pictures (at least one, never all), whole groups, chosen by hash."""
+    """About ``share`` of a concept's pictures, whole groups, chosen by hash: never all of them (a concept's only
+    drawing stays for training), at least one when there are two or more."""
     groups: dict[str, list[str]] = defaultdict(list)
     for p in paths:
         groups[_picture_group(p)].append(p)
