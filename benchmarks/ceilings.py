@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             top5 = pipe.index.search(point, 5, kind="image")
             hits = retrieval_hits(top5, names)
             rows.append(("audio -> picture ceiling", name, averaged(hits, names, gallery_chance(names, gallery_labels))))
-            rows.append(("zero-shot ceiling", name, averaged(class_hits(classifier.scores(point), list(range(n))), names, chance)))
+            rows.append(("zero-shot ceiling", name,
+                         averaged(class_hits(classifier.scores(point), list(range(n))), names, chance)))
         held_labels = [q.label for q in held]
         rows.append(("drawing -> words", "held-out gallery drawings", averaged(
             class_hits(classifier.scores(held_emb), [names.index(x) for x in held_labels]), held_labels, chance)))

@@ -7,7 +7,8 @@ for three feature sets: aisfx's trunk (mean over its 2.3-second blocks), the bun
 bundle's audio embedding. Then the bundle's own zero-shot answer (no probe at all) on the same clips. Figures are
 per clip and per concept (the mean of each concept's accuracy: one speech source has a third of the clips).
 
-    python benchmarks/distill_cost.py --bundle assets/everyday --world CACHE/world --wheel CACHE/wheels/aisfx-0.1.2-py2.py3-none-any.whl
+    python benchmarks/distill_cost.py --bundle assets/everyday --world CACHE/world \\
+        --wheel CACHE/wheels/aisfx-0.1.2-py2.py3-none-any.whl
 """
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             _probe(np.stack([f.mean(0).numpy() for f in student_windows]), labels, train), held, chance)
         with torch.no_grad():
             heads = [F.normalize(student.audio_encoder.audio_transform(f), dim=-1).mean(0).numpy() for f in student_windows]
-        results["student + head (the shared space), linear probe"] = averaged(_probe(np.stack(heads), labels, train), held, chance)
+        results["student + head (the shared space), linear probe"] = averaged(
+            _probe(np.stack(heads), labels, train), held, chance)
     print(f"  student: {seconds['student']:.0f} s", flush=True)
     names = sorted(set(labels))
     embedded = torch.stack([pipe.embed(p) for p, tr in zip(paths, train) if not tr])  # the embedding the demo uses

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         hits = class_hits(scores, [names.index(c) for c in labels])
         hits |= retrieval_hits(pipe.index.search(embedded.embeddings, 5, kind="image"), labels)
         out = {}
-        for group, keep in (("gained", lambda c: c in added), ("others", lambda c: c not in added), ("all heard", lambda c: True)):
+        groups = (("gained", lambda c: c in added), ("others", lambda c: c not in added), ("all heard", lambda c: True))
+        for group, keep in groups:
             idx = [i for i, c in enumerate(labels) if keep(c)]
             group_labels = [labels[i] for i in idx]
             chance = {"top1": 1 / len(names), "top5": 5 / len(names)} | gallery_chance(group_labels, gallery_labels)

@@ -31,7 +31,8 @@ def write_card(ckpt: Path, items: list) -> None:
     from wavbrivl.bundle import BundleCard, ExampleSound
 
     examples = [ExampleSound(f"examples/{p.name}", label=f"{items[i].colour} {items[i].shape}", heard=i != 1,
-                             title={"en": f"example {i}: a {items[i].colour} {items[i].shape}", "ja": f"例 {i}：{items[i].shape} の音"})
+                             title={"en": f"example {i}: a {items[i].colour} {items[i].shape}",
+                                    "ja": f"例 {i}：{items[i].shape} の音"})
                 for i, p in enumerate(sorted((ckpt / "examples").glob("*.wav")))]
     BundleCard(name={"en": "Tiny test world", "ja": "小さなテストの世界"},
                description={"en": "Sounds of a tiny test world.", "ja": "小さなテストの世界の音です。"},

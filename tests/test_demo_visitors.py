@@ -93,7 +93,8 @@ def test_handlers_answer_in_the_visitors_language(service, world):
 
 
 def test_messages_never_show_a_server_path():
-    assert redact("/srv/app/assets/starter/audio_encoder.safetensors: cannot read") == "starter/audio_encoder.safetensors: cannot read"
+    assert (redact("/srv/app/assets/starter/audio_encoder.safetensors: cannot read")
+            == "starter/audio_encoder.safetensors: cannot read")
     assert redact("index /tmp/x/y/index was built in 'a/b'") == "index y/index was built in 'a/b'"
     assert redact("see https://huggingface.co/org/model for help") == "see https://huggingface.co/org/model for help"
 
@@ -134,7 +135,8 @@ def test_examples_and_files_elsewhere_are_never_deleted(service, world, tmp_path
 
 def test_inline_copies_of_mcp_sounds_are_swept(tmp_path):
     sounds = VisitorSounds(folder=tmp_path)
-    old, fresh, other = (tmp_path / ("a" * 64) / "file.wav", tmp_path / ("b" * 64) / "file.wav", tmp_path / ("c" * 64) / "notes.txt")
+    old, fresh, other = (tmp_path / ("a" * 64) / "file.wav", tmp_path / ("b" * 64) / "file.wav",
+                         tmp_path / ("c" * 64) / "notes.txt")
     for path in (old, fresh, other):
         path.parent.mkdir()
         path.write_bytes(b"RIFF")

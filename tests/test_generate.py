@@ -234,4 +234,5 @@ def test_generate_cli(tiny_model, tmp_path):
                  "--mix", "0.3", "--out", str(out), "--seed", "0", "--steps", "2"]) == 0
     assert Image.open(out).size == (16, 16)
     assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "1.5", "--out", str(out)]) == 1
-    assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "0.5", "--out", str(out)]) == 1  # no prompt
+    no_prompt = ["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "0.5", "--out", str(out)]
+    assert main(no_prompt) == 1

@@ -132,7 +132,8 @@ def zero_shot(audio: torch.Tensor, labels: Sequence[str], classifier: ZeroShotCl
 
 
 # ----------------------------------------------------------------------------------------- linear probe
-def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n_splits: int = 5) -> tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]:
+def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0,
+                n_splits: int = 5) -> tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]:
     """The protocol and its (train indices, test indices, name) folds.
 
     Official folds when every row has one (leave one fold out, as ESC-50 and UrbanSound8K publish);
@@ -146,7 +147,8 @@ def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n
         names = sorted(set(folds), key=lambda f: (len(f), f))
         if len(names) < 2:
             raise TaskSkipped("the dataset has a single fold: nothing to cross-validate against")
-        return "official folds (leave one fold out)", [(idx[np.array(folds) != f], idx[np.array(folds) == f], f"fold {f}") for f in names]
+        return "official folds (leave one fold out)", [(idx[np.array(folds) != f], idx[np.array(folds) == f], f"fold {f}")
+                                                       for f in names]
     splits = np.array([r.split for r in rows])
     if (splits == "test").any() and (splits == "train").any():
         return "dataset split (train -> test)", [(idx[splits == "train"], idx[splits == "test"], "test")]
@@ -273,13 +275,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "linear_probe" in report:
         p = report["linear_probe"]
         lines += ["## Linear probe", "", "| protocol | clips | accuracy (mean ± std) | majority class |", "|---|---|---|---|",
-                  f"| {p['protocol']} | {p['clips']} | {p['accuracy_mean']:.3f} ± {p['accuracy_std']:.3f} | {p['chance']:.3f} |", ""]
+                  f"| {p['protocol']} | {p['clips']} | {p['accuracy_mean']:.3f} ± {p['accuracy_std']:.3f} | "
+                  f"{p['chance']:.3f} |", ""]
     if "retrieval" in report:
-        lines += ["## Retrieval", "", "| direction | queries | gallery | R@1 | R@5 | R@10 | median rank | MRR |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["## Retrieval", "", "| direction | queries | gallery | R@1 | R@5 | R@10 | median rank | MRR |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, m in report["retrieval"].items():
             if isinstance(m, dict) and "R@1" in m:
-                lines.append(f"| {name.replace('_to_', '→')} | {m['queries']} | {m['gallery']} | {m['R@1']:.3f} | {m['R@5']:.3f} | "
-                             f"{m['R@10']:.3f} | {m['median_rank']:.0f} | {m['MRR']:.3f} |")
+                lines.append(f"| {name.replace('_to_', '→')} | {m['queries']} | {m['gallery']} | {m['R@1']:.3f} | "
+                             f"{m['R@5']:.3f} | {m['R@10']:.3f} | {m['median_rank']:.0f} | {m['MRR']:.3f} |")
         lines.append("")
     if report.get("skipped_tasks"):
         lines += ["## Tasks not run", ""] + [f"- **{t}**: {why}" for t, why in report["skipped_tasks"].items()] + [""]

@@ -64,7 +64,8 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
 
 
-def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[str | os.PathLike, str]]) -> list[tuple[Path, str]]:
+def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[str | os.PathLike, str]]
+                ) -> list[tuple[Path, str]]:
     """``(image path, caption)`` pairs from a folder (recursive), a manifest CSV/JSONL, or a list of paths or of
     ``(path, caption)`` pairs (an index rebuilt in another space keeps its pictures' captions)."""
     if isinstance(source, (list, tuple)):
@@ -83,7 +84,8 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[s
                 records = list(csv.DictReader(f))
         if records and "image" not in records[0]:
             raise ValueError(f"{path}: manifest lacks an 'image' column")
-        return [(path.parent / p.strip(), str(r.get("caption") or "")) for r in records for p in str(r["image"]).split("|") if p.strip()]
+        return [(path.parent / p.strip(), str(r.get("caption") or ""))
+                for r in records for p in str(r["image"]).split("|") if p.strip()]
     raise FileNotFoundError(f"{path}: no such image folder or manifest")
 
 
@@ -161,14 +163,16 @@ class GalleryIndex:
                 if not p.is_file():
                     raise IndexFormatError(f"{p}: missing index file (listed in index.json)")
             if verify and _shard_digest(emb_path, meta_path) != shard["sha256"]:
-                raise IndexFormatError(f"{emb_path}: checksum mismatch: the index file is corrupt or truncated; rebuild the index")
+                raise IndexFormatError(f"{emb_path}: checksum mismatch: the index file is corrupt or truncated; "
+                                       "rebuild the index")
             try:
                 emb = np.load(emb_path, mmap_mode="r")
             except ValueError as exc:
                 raise IndexFormatError(f"{emb_path}: unreadable embeddings ({exc})") from None
             records = [json.loads(line) for line in meta_path.read_text().splitlines() if line.strip()]
             if emb.shape != (shard["rows"], dim) or emb.dtype != dtype or len(records) != shard["rows"]:
-                raise IndexFormatError(f"{emb_path}: holds {emb.shape} {emb.dtype}, index.json says ({shard['rows']}, {dim}) {dtype}")
+                raise IndexFormatError(f"{emb_path}: holds {emb.shape} {emb.dtype}, "
+                                       f"index.json says ({shard['rows']}, {dim}) {dtype}")
             blocks.append(np.asarray(emb))
             meta.extend(records)
         emb_all = np.concatenate(blocks) if blocks else np.zeros((0, dim), dtype)
@@ -273,7 +277,8 @@ class GalleryIndex:
         """Top-``k`` gallery items for each query embedding (``[D]`` or ``[Q, D]``), best first."""
         q = torch.as_tensor(np.asarray(queries, dtype=np.float32)).reshape(-1, np.shape(queries)[-1])
         if q.shape[1] != self.embed_dim:
-            raise IndexFormatError(f"query embeddings are {q.shape[1]}-d but index {self.root} is {self.embed_dim}-d ({self.backbone_id})")
+            raise IndexFormatError(f"query embeddings are {q.shape[1]}-d but index {self.root} is {self.embed_dim}-d "
+                                   f"({self.backbone_id})")
         q = torch.nn.functional.normalize(q, dim=-1)
         matrix, rows = self._matrix(kind)
         if matrix.shape[0] == 0:
@@ -421,6 +426,7 @@ def _write_shard(root: Path, header: dict[str, Any], emb: np.ndarray, records: l
     np.save(buf, emb.astype(header["dtype"]))
     _atomic_write(root / emb_name, buf.getvalue())
     _atomic_write(root / meta_name, "".join(json.dumps(r) + "\n" for r in records).encode())
-    header["shards"].append({"emb": emb_name, "meta": meta_name, "rows": len(records), "sha256": _shard_digest(root / emb_name, root / meta_name)})
+    header["shards"].append({"emb": emb_name, "meta": meta_name, "rows": len(records),
+                             "sha256": _shard_digest(root / emb_name, root / meta_name)})
     header["count"] = sum(s["rows"] for s in header["shards"])
     _atomic_write(root / "index.json", (json.dumps(header, indent=1) + "\n").encode())

@@ -164,9 +164,9 @@ def write_pairs(
     mixed to mono, resampled to ``sample_rate`` (the trunk's), cut to ``max_seconds`` (the trainer keeps no
     more) and written as Ogg Vorbis or Opus (``codec``, :func:`codec_rate`); pictures are written as PNG, each
     distinct file once, downsized to fit ``image_size`` pixels when given (never enlarged) and reduced to a
-    palette of ``image_colours`` when given (drawings lose nothing visible at 256 and take half the bytes). A row whose audio or pictures cannot be read is
-    reported (logged and listed in ``pairs.json``) and skipped. ``train_recipe`` (``TrainConfig`` options)
-    is stored in ``pairs.json`` so the head can be trained again the same way.
+    palette of ``image_colours`` when given (a drawing's few colours fit a palette). A row whose audio or
+    pictures cannot be read is reported (logged and listed in ``pairs.json``) and skipped. ``train_recipe``
+    (``TrainConfig`` options) is stored in ``pairs.json`` so the head can be trained again the same way.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

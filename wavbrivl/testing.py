@@ -81,5 +81,6 @@ def tiny_generator_dir(model: WavBriVL, out: Path) -> Path:
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**tiny_unet_config(model.embed_dim, sample_size=16, channels=(16, 32)))
-    pipe = EmbeddingToImagePipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"))
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    pipe = EmbeddingToImagePipeline(unet=unet, scheduler=scheduler)
     return Generator(pipe, space_id=model.backbone_id, embed_dim=model.embed_dim).save_pretrained(out)

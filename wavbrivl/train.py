@@ -369,7 +369,8 @@ class Trainer:
             torch.save(state, p)
 
         resolved = json.dumps(asdict(self.cfg), indent=2) + "\n"
-        self.model.config.info = {**self.model.config.info, "trained_steps": step, "manifest": str(self.cfg.manifest), "val": self.best}
+        self.model.config.info = {**self.model.config.info, "trained_steps": step, "manifest": str(self.cfg.manifest),
+                                  "val": self.best}
         if self.accelerator.is_main_process:
             self.model.save_pretrained(path, extra_files={STATE_NAME: write_state, CONFIG_NAME: lambda p: p.write_text(resolved)})
 
@@ -481,7 +482,8 @@ class Trainer:
                    disable=not cfg.progress or not self.accelerator.is_main_process)
         running = 0.0
         with open(metrics_path, "w" if new_log else "a", newline="") as metrics_file:
-            writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5", "val_label_R@1"])
+            writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5",
+                                                              "val_label_R@1"])
             if new_log:
                 writer.writeheader()
             for step in bar:

@@ -167,7 +167,9 @@ class WorldWriter:
         rel = self._next(f"audio/{slug(concept['name'])}") + ".wav"
         write_wav(self.out / rel, wave)
         self.recordings.append({"audio": rel, "label": concept["name"], "heard": concept["heard"],
-                                "source": entry["source"], "kind": kind, "label_from": entry.get("label_from", LABEL_FROM_CATALOGUE), "seconds": round(wave.size / SAMPLE_RATE, 3),
+                                "source": entry["source"], "kind": kind,
+                                "label_from": entry.get("label_from", LABEL_FROM_CATALOGUE),
+                                "seconds": round(wave.size / SAMPLE_RATE, 3),
                                 "md5": entry.get("md5", ""), **self._meta(entry)})
         self.fingerprints.append(fingerprint(wave))
 
@@ -190,7 +192,8 @@ class WorldWriter:
                 self._skip(entry, "same picture as another drawing of this concept after framing")
                 continue
             seen.add(digest)
-            rows.append({"image": rel, "label": concept["name"], "captions": "|".join(picture_captions(concept, entry.get("title", ""))),
+            rows.append({"image": rel, "label": concept["name"],
+                         "captions": "|".join(picture_captions(concept, entry.get("title", ""))),
                          "kind": entry["kind"], "title": entry.get("title", ""), **self._meta(entry)})
         gallery = gallery_paths([r["path"] for r in rows])
         for r in rows:
@@ -287,7 +290,8 @@ def prepare_world(cache: str | Path, catalogue: dict[str, Any], corpus: list[dic
         r["image"] = "|".join(fit[r["label"]][:MANIFEST_IMAGES])
         r["caption"] = concept_caption(by_name[r["label"]])
     meta = ["package", "version", "licence", "kind"]
-    _write_csv(writer.out / "manifest.csv", writer.recordings, ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
+    _write_csv(writer.out / "manifest.csv", writer.recordings,
+               ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
     _write_csv(writer.out / "pictures.csv", writer.pictures, ["image", "label", "captions", "split", *meta])
     _write_csv(writer.out / "corpus.csv", writer.corpus, ["audio", "package", "version", "licence", "path", "seconds"])
     return write_data_card(writer.out, concepts, val_sources, writer.recordings, writer.pictures, writer.corpus,

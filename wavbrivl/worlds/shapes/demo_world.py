@@ -29,5 +29,6 @@ def build_demo_world(root: Path, model: WavBriVL, n_items: int = 12) -> dict[str
     tiny_generator_dir(model, ckpt / "generator")
     (ckpt / "examples").mkdir()
     for i, item in enumerate(items[:3]):
-        sf.write(ckpt / "examples" / f"{i}_{item.colour}_{item.shape}.wav", render_sound(item, 16000, 3.0), 16000, subtype="PCM_16")
+        sf.write(ckpt / "examples" / f"{i}_{item.colour}_{item.shape}.wav", render_sound(item, 16000, 3.0), 16000,
+                 subtype="PCM_16")
     return {"root": root, "ckpt": ckpt, "items": items}

@@ -50,7 +50,8 @@ def evaluate_bundle(
     labels = [r.label for r in rows]
     sim = audio.embeddings @ images.T
     classifiers = attribute_classifiers(pipeline)
-    report: dict[str, Any] = {"clips": len(rows), "skipped": [str(e) for _, e in audio.errors], "gallery_images": len(gallery_paths)}
+    report: dict[str, Any] = {"clips": len(rows), "skipped": [str(e) for _, e in audio.errors],
+                              "gallery_images": len(gallery_paths)}
     for group in ("seen", "unseen"):
         mask = np.array([(r.meta["seen"] == "True") == (group == "seen") for r in rows])
         if not mask.any():
@@ -99,7 +100,8 @@ def evaluate_bundle(
 
 def report_table(report: dict[str, Any]) -> list[str]:
     """Markdown lines: seen/unseen retrieval and zero-shot, then generation consistency."""
-    lines = ["| split | clips | audio→image R@1 (chance) | R@5 | zero-shot colour | shape | size |", "|---|---|---|---|---|---|---|"]
+    lines = ["| split | clips | audio→image R@1 (chance) | R@5 | zero-shot colour | shape | size |",
+             "|---|---|---|---|---|---|---|"]
     for group in ("seen", "unseen"):
         if group in report:
             e = report[group]
@@ -109,9 +111,9 @@ def report_table(report: dict[str, Any]) -> list[str]:
     g = report.get("generation")
     if g:
         lines.append("")
-        lines.append(f"Generation consistency (all three attributes of the generated picture match the sound, judged by the frozen "
-                     f"image tower): **{g['consistency']:.3f}** over {g['samples']} sounds (seen {g.get('seen') or 0:.3f}, "
-                     f"unseen {g.get('unseen') or 0:.3f}); per attribute "
+        lines.append(f"Generation consistency (all three attributes of the generated picture match the sound, judged by the "
+                     f"frozen image tower): **{g['consistency']:.3f}** over {g['samples']} sounds "
+                     f"(seen {g.get('seen') or 0:.3f}, unseen {g.get('unseen') or 0:.3f}); per attribute "
                      + ", ".join(f"{k} {v:.3f}" for k, v in g["per_attribute"].items()) + ".")
     return lines
 
