@@ -71,7 +71,7 @@ class DemoService(PipelineLoader):
         retrieval).
 
         Args:
-            audio: the sound to look up: a WAV, FLAC, OGG, MP3, M4A or WEBM file within the app's length limit (30 s by default).
+            audio: the sound to look up, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM; at most 30 s by default).
             k: how many pictures and how many captions to return (1 to 50).
 
         Returns:
@@ -131,7 +131,7 @@ class DemoService(PipelineLoader):
         """Paint a picture from a sound: the bundle's generator, conditioned on the sound's embedding.
 
         Args:
-            audio: the sound to paint: a WAV, FLAC, OGG, MP3, M4A or WEBM file; may be empty when prompt is given and mix is 1.
+            audio: the sound to paint (a WAV, FLAC, OGG, MP3, M4A or WEBM file); may be empty when prompt is given and mix is 1.
             prompt: optional text; it moves the condition towards the text's embedding by mix.
             mix: the prompt's weight, 0 (the sound alone) to 1 (the prompt alone).
             seed: random seed; the same sound, settings and seed give the same picture.
