@@ -79,7 +79,8 @@ def make_service(args: argparse.Namespace) -> DemoService:
     return DemoService(config)
 
 
-def build_demo(service: DemoService, *, queue_size: int = 32, concurrency: int = 2, keep_files: int = DELETE_CACHE[1]) -> gr.Blocks:
+def build_demo(service: DemoService, *, queue_size: int = 32, concurrency: int = 2,
+               keep_files: int = DELETE_CACHE[1]) -> gr.Blocks:
     """The Blocks app with its queue: searches run ``concurrency`` at a time, generation one at a time."""
     # Gradio keeps a record of the last N events for its analytics (10 000 by default); this app reads none.
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")

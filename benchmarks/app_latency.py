@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def tiny_world(root: Path) -> str:
     """The tiny preset with a 12-picture index and a generator, laid out like a bundle."""
-    from tests.demo_world import build_demo_world
     from wavbrivl import WavBriVL
+    from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
     return str(build_demo_world(root, WavBriVL.from_preset("tiny"))["ckpt"])
 

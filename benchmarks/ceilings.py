@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from wavbrivl import WavBriVLPipeline
     from wavbrivl.train import toward_text
-    from wavbrivl.worlds.everyday.evaluate import (averaged, gallery_chance, generate_and_judge, judge_hits, ranked_hits,
-                                                   retrieval_hits, train_judge)
+    from wavbrivl.metrics import class_hits
+    from wavbrivl.timing import timed
+    from wavbrivl.worlds.everyday.evaluate import (averaged, gallery_chance, generate_and_judge, judge_hits, retrieval_hits,
+                                                   train_judge)
     from wavbrivl.worlds.everyday.world import EverydayWorld, load_pictures
 
     report = json.loads((Path(args.bundle) / "report.json").read_text())
@@ -57,43 +58,44 @@ def main(argv: list[str] | None = None) -> int:
     fit_labels = np.array([q.label for q in fit])
     gallery_labels = [m["caption"] for m in pipe.index.meta if m["kind"] == "image"]
     chance = {"top1": 1 / n, "top5": 5 / n}
-    t = time.perf_counter()
+    seconds: dict[str, float] = {}
+    with timed(seconds, "frozen space"):
+        with torch.no_grad():
+            fit_emb = model.embed_image([q.path for q in fit])  # unit embeddings
+            drawings = F.normalize(torch.stack([fit_emb[torch.from_numpy(fit_labels == c)].mean(0) for c in names]), dim=-1)
+            classifier = pipe.zero_shot_classifier(names)
+            points = {f"drawings x{1 - settings['caption_weight']:g} + name x{settings['caption_weight']:g} (the head's target)":
+                      toward_text(model, drawings, names, settings["caption_weight"]),
+                      "the concept's words (prompt ensemble)": classifier.embeddings}
+            held = [q for q in world.pictures if q.split == "gallery"]
+            held_emb = model.embed_image([q.path for q in held])
+        rows: list[tuple[str, str, dict]] = []
+        for name, point in points.items():
+            top5 = pipe.index.search(point, 5, kind="image")
+            hits = retrieval_hits(top5, names)
+            rows.append(("audio -> picture ceiling", name, averaged(hits, names, gallery_chance(names, gallery_labels))))
+            rows.append(("zero-shot ceiling", name,
+                         averaged(class_hits(classifier.scores(point), list(range(n))), names, chance)))
+        held_labels = [q.label for q in held]
+        rows.append(("drawing -> words", "held-out gallery drawings", averaged(
+            class_hits(classifier.scores(held_emb), [names.index(x) for x in held_labels]), held_labels, chance)))
+    print(f"frozen space: {seconds['frozen space']:.0f} s", flush=True)
 
-    with torch.no_grad():
-        fit_emb = model.embed_image([q.path for q in fit])  # unit embeddings
-        drawings = F.normalize(torch.stack([fit_emb[torch.from_numpy(fit_labels == c)].mean(0) for c in names]), dim=-1)
-        classifier = pipe.zero_shot_classifier(names)
-        points = {f"drawings x{1 - settings['caption_weight']:g} + name x{settings['caption_weight']:g} (the head's target)":
-                  toward_text(model, drawings, names, settings["caption_weight"]),
-                  "the concept's words (prompt ensemble)": classifier.embeddings}
-        held = [q for q in world.pictures if q.split == "gallery"]
-        held_emb = model.embed_image([q.path for q in held])
-    rows: list[tuple[str, str, dict]] = []
-    for name, point in points.items():
-        top5 = pipe.index.search(point, 5, kind="image")
-        hits = retrieval_hits(top5, names)
-        rows.append(("audio -> picture ceiling", name, averaged(hits, names, gallery_chance(names, gallery_labels))))
-        rows.append(("zero-shot ceiling", name, averaged(ranked_hits(classifier.scores(point), list(range(n))), names, chance)))
-    held_labels = [q.label for q in held]
-    rows.append(("drawing -> words", "held-out gallery drawings", averaged(
-        ranked_hits(classifier.scores(held_emb), [names.index(x) for x in held_labels]), held_labels, chance)))
-    print(f"frozen space: {time.perf_counter() - t:.0f} s", flush=True)
-
-    t = time.perf_counter()
-    size = int(settings["judge_size"])
-    judge = train_judge(load_pictures([q.path for q in fit], size), [names.index(x) for x in fit_labels], n,
-                        steps=int(settings["judge_steps"]), seed=int(settings["seed"]))
-    rows.append(("generation ceiling", "judge on the held-out real drawings", averaged(
-        judge_hits(judge, load_pictures([q.path for q in held], size), [names.index(x) for x in held_labels]),
-        held_labels, chance)))
-    print(f"judge: {time.perf_counter() - t:.0f} s", flush=True)
-    t = time.perf_counter()
-    for name, point in points.items():
-        labels = [c for c in names for _ in range(args.per_concept)]
-        _, judged, _ = generate_and_judge(pipe, point.repeat_interleave(args.per_concept, dim=0), labels, names, judge,
-                                          seed=int(settings["seed"]))
-        rows.append(("generation ceiling", f"judge on pictures painted from {name}", averaged(judged, labels, chance)))
-    print(f"generation: {time.perf_counter() - t:.0f} s", flush=True)
+    with timed(seconds, "judge"):
+        size = int(settings["judge_size"])
+        judge = train_judge(load_pictures([q.path for q in fit], size), [names.index(x) for x in fit_labels], n,
+                            steps=int(settings["judge_steps"]), seed=int(settings["seed"]))
+        rows.append(("generation ceiling", "judge on the held-out real drawings", averaged(
+            judge_hits(judge, load_pictures([q.path for q in held], size), [names.index(x) for x in held_labels]),
+            held_labels, chance)))
+    print(f"judge: {seconds['judge']:.0f} s", flush=True)
+    with timed(seconds, "generation"):
+        for name, point in points.items():
+            labels = [c for c in names for _ in range(args.per_concept)]
+            _, judged, _ = generate_and_judge(pipe, point.repeat_interleave(args.per_concept, dim=0), labels, names, judge,
+                                              seed=int(settings["seed"]))
+            rows.append(("generation ceiling", f"judge on pictures painted from {name}", averaged(judged, labels, chance)))
+    print(f"generation: {seconds['generation']:.0f} s", flush=True)
 
     heard = report["heard"]
     print("\n| ceiling | from | top-1 / R@1 | top-5 / R@5 | chance |\n|---|---|---|---|---|")

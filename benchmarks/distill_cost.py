@@ -7,13 +7,13 @@ for three feature sets: aisfx's trunk (mean over its 2.3-second blocks), the bun
 bundle's audio embedding. Then the bundle's own zero-shot answer (no probe at all) on the same clips. Figures are
 per clip and per concept (the mean of each concept's accuracy: one speech source has a third of the clips).
 
-    python benchmarks/distill_cost.py --bundle assets/everyday --world CACHE/world --wheel CACHE/wheels/aisfx-0.1.2-py2.py3-none-any.whl
+    python benchmarks/distill_cost.py --bundle assets/everyday --world CACHE/world \\
+        --wheel CACHE/wheels/aisfx-0.1.2-py2.py3-none-any.whl
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,12 @@ def _probe(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> dict[str, li
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from wavbrivl.worlds.everyday.evaluate import ranked_hits
+    from wavbrivl.metrics import class_hits
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
     clf.fit(x[train], labels[train])
     classes = list(clf.classes_)
-    return ranked_hits(torch.from_numpy(clf.predict_proba(x[~train])), [classes.index(y) for y in labels[~train]])
+    return class_hits(torch.from_numpy(clf.predict_proba(x[~train])), [classes.index(y) for y in labels[~train]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from wavbrivl import WavBriVLPipeline
+    from wavbrivl.timing import timed
     from wavbrivl.worlds.everyday.build import teacher_model
     from wavbrivl.worlds.everyday.evaluate import averaged, zero_shot_hits
     from wavbrivl.worlds.everyday.vetting import window_features  # the first ~15 s of a clip, as the evaluation hears it
@@ -67,19 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     chance = {"top1": 1 / len(set(labels)), "top5": 5 / len(set(labels))}
     held = list(labels[~train])
     results: dict[str, dict[str, float]] = {}
-    t = time.perf_counter()
-    teacher_windows = window_features(teacher, paths)
-    results["aisfx trunk (as it ships), linear probe"] = averaged(
-        _probe(np.stack([f.mean(0).numpy() for f in teacher_windows]), labels, train), held, chance)
-    print(f"  aisfx: {time.perf_counter() - t:.0f} s", flush=True)
-    t = time.perf_counter()
-    student_windows = window_features(student, paths)  # one pass of the trunk serves both student rows
-    results["student trunk (distilled), linear probe"] = averaged(
-        _probe(np.stack([f.mean(0).numpy() for f in student_windows]), labels, train), held, chance)
-    with torch.no_grad():
-        heads = [F.normalize(student.audio_encoder.head(f), dim=-1).mean(0).numpy() for f in student_windows]
-    results["student + head (the shared space), linear probe"] = averaged(_probe(np.stack(heads), labels, train), held, chance)
-    print(f"  student: {time.perf_counter() - t:.0f} s", flush=True)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "aisfx"):
+        teacher_windows = window_features(teacher, paths)
+        results["aisfx trunk (as it ships), linear probe"] = averaged(
+            _probe(np.stack([f.mean(0).numpy() for f in teacher_windows]), labels, train), held, chance)
+    print(f"  aisfx: {seconds['aisfx']:.0f} s", flush=True)
+    with timed(seconds, "student"):
+        student_windows = window_features(student, paths)  # one pass of the trunk serves both student rows
+        results["student trunk (distilled), linear probe"] = averaged(
+            _probe(np.stack([f.mean(0).numpy() for f in student_windows]), labels, train), held, chance)
+        with torch.no_grad():
+            heads = [F.normalize(student.audio_encoder.head(f), dim=-1).mean(0).numpy() for f in student_windows]
+        results["student + head (the shared space), linear probe"] = averaged(
+            _probe(np.stack(heads), labels, train), held, chance)
+    print(f"  student: {seconds['student']:.0f} s", flush=True)
     names = sorted(set(labels))
     embedded = torch.stack([pipe.embed(p) for p, tr in zip(paths, train) if not tr])  # the embedding the demo uses
     results[f"bundle zero-shot over the {len(names)} heard concept names (no probe)"] = averaged(

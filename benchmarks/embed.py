@@ -106,7 +106,8 @@ def _measure_long(path: str, threads: int) -> dict:
     import soundfile as sf
 
     seconds = sf.info(path).duration
-    return {"encoder": "everyday" if everyday else "default", "file_seconds": seconds, "wall_s": wall, "x_realtime": seconds / wall, "dim": emb.shape[1],
+    return {"encoder": "everyday" if everyday else "default", "file_seconds": seconds, "wall_s": wall,
+            "x_realtime": seconds / wall, "dim": emb.shape[1],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -134,7 +135,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         kind, *rest = args.child
-        result = _measure(rest[0], int(rest[1]), int(rest[2]), args.threads) if kind == "throughput" else _measure_long(rest[0], args.threads)
+        if kind == "throughput":
+            result = _measure(rest[0], int(rest[1]), int(rest[2]), args.threads)
+        else:
+            result = _measure_long(rest[0], args.threads)
         print(json.dumps(result))
         return
     clips = {1: 8 if args.quick else 16, 32: 32 if args.quick else 64}
@@ -150,7 +154,8 @@ def main() -> None:
                 print(f"{arch}: skipped ({exc.stderr.strip().splitlines()[-1] if exc.stderr else exc})", file=sys.stderr)
     print(f"{'encoder':10} {'params':>8} {'batch':>5} {'clips':>5} {'x real time':>12} {'peak RSS':>10}")
     for r in rows:
-        print(f"{r['arch']:10} {r['params_m']:7.2f}M {r['batch']:5d} {r['clips']:5d} {r['x_realtime']:11.0f}x {r['peak_rss_mb']:8.0f}MB")
+        print(f"{r['arch']:10} {r['params_m']:7.2f}M {r['batch']:5d} {r['clips']:5d} {r['x_realtime']:11.0f}x "
+              f"{r['peak_rss_mb']:8.0f}MB")
     by = {(r["arch"], r["batch"]): r["x_realtime"] for r in rows}
     lead = archs[0]
     for batch in (1, 32):

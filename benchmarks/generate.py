@@ -33,7 +33,7 @@ def measure(kind: str, steps: int, runs: int, threads: int, bundle_generator: st
     torch.set_num_threads(threads)
     size = None
     if kind == "tiny-unclip":
-        from tests.test_generate import tiny_unclip
+        from wavbrivl.testing import tiny_unclip
 
         tmp = Path(tempfile.mkdtemp())
         tiny_unclip(tmp).save_pretrained(tmp / "pipe", safe_serialization=True)
@@ -58,7 +58,8 @@ def measure(kind: str, steps: int, runs: int, threads: int, bundle_generator: st
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    out = {"backend": kind, "steps": steps, "image": f"{image.width}x{image.height}", "s_per_image": sorted(times)[len(times) // 2],
+    out = {"backend": kind, "steps": steps, "image": f"{image.width}x{image.height}",
+           "s_per_image": sorted(times)[len(times) // 2],
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if kind.startswith("real:") and torch.cuda.is_available():
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

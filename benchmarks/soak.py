@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rss_warm = warm["rss"] if warm["rss"] is not None else rss_start
     report = {
-        "app_dir": str(args.app_dir), "clients": args.clients, "session_every": args.session_every, "searches": args.searches, "generations": args.generations,
+        "app_dir": str(args.app_dir), "clients": args.clients, "session_every": args.session_every,
+        "searches": args.searches, "generations": args.generations,
         "server_ready_s": round(ready_s, 1), "wall_s": round(wall, 1),
         "errors": sum(errors.values()), "error_kinds": errors,
         "latency": {kind: percentiles(t) for kind, t in times.items()},
@@ -257,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     lat = report["latency"]["search"]
-    print(f"\nsoak: {report['errors']} errors in {args.searches} searches + {args.generations} generations from {args.clients} clients "
-          f"({wall:.0f} s); /search p50 {lat.get('p50_ms')} ms, p95 {lat.get('p95_ms')} ms, p99 {lat.get('p99_ms')} ms; "
+    print(f"\nsoak: {report['errors']} errors in {args.searches} searches + {args.generations} generations "
+          f"from {args.clients} clients ({wall:.0f} s); "
+          f"/search p50 {lat.get('p50_ms')} ms, p95 {lat.get('p95_ms')} ms, p99 {lat.get('p99_ms')} ms; "
           f"RSS {rss_start:.0f} -> {rss_warm:.0f} (warm) -> {rss_end:.0f} MB, growth {rss_end - rss_warm:+.0f} MB; "
           f"cache {cache_before['files']} -> {cache_end['files']} files ({cache_end['bytes'] / 1e6:.1f} MB)")
     return 0 if report["errors"] == 0 else 1

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     from wavbrivl import WavBriVL, WavBriVLPipeline
     from wavbrivl.train import train
     from wavbrivl.worlds.everyday.build import EverydaySettings, head_config
-    from wavbrivl.worlds.everyday.evaluate import averaged, gallery_chance, ranked_hits, retrieval_hits
+    from wavbrivl.metrics import class_hits
+    from wavbrivl.worlds.everyday.evaluate import averaged, gallery_chance, retrieval_hits
     from wavbrivl.worlds.everyday.world import EverydayWorld
 
     world_root = Path(args.world).resolve()
@@ -117,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         embedded = model.embed_audio_many([r.audio for r in test], batch_size=64)
         labels = [test[i].label for i in embedded.indices]
         scores = classifier.scores(embedded.embeddings)
-        hits = ranked_hits(scores, [names.index(c) for c in labels])
+        hits = class_hits(scores, [names.index(c) for c in labels])
         hits |= retrieval_hits(pipe.index.search(embedded.embeddings, 5, kind="image"), labels)
         out = {}
-        for group, keep in (("gained", lambda c: c in added), ("others", lambda c: c not in added), ("all heard", lambda c: True)):
+        groups = (("gained", lambda c: c in added), ("others", lambda c: c not in added), ("all heard", lambda c: True))
+        for group, keep in groups:
             idx = [i for i, c in enumerate(labels) if keep(c)]
             group_labels = [labels[i] for i in idx]
             chance = {"top1": 1 / len(names), "top5": 5 / len(names)} | gallery_chance(group_labels, gallery_labels)

@@ -105,7 +105,8 @@ def main() -> int:
         r.update(retarget_embedding_s=total)
         results[name] = r
         print(f"{name}: {r['params_m']:.0f} M parameters (built in {r['build_s']:.1f} s); image tower "
-              f"{r['image_s_batch'] * 1000:.0f} ms per picture at batch {args.batch}, {r['image_s_one'] * 1000:.0f} ms at batch 1; "
+              f"{r['image_s_batch'] * 1000:.0f} ms per picture at batch {args.batch}, "
+              f"{r['image_s_one'] * 1000:.0f} ms at batch 1; "
               f"text tower {r['text_s'] * 1000:.1f} ms per caption; retargeting would spend {total / 60:.1f} min embedding",
               flush=True)
     if args.json:

@@ -39,10 +39,12 @@ def epoch_times(clips: int, batch: int, threads: int) -> dict:
     tiny = get_preset("tiny")
     enc = tiny.encoder
     enc.embed_dim = 512
-    config = WavBriVLConfig(backbone=BackboneConfig("ViT-B-32", None, init_seed=0), frontend=tiny.frontend, encoder=enc, embed_dim=512)
+    config = WavBriVLConfig(backbone=BackboneConfig("ViT-B-32", None, init_seed=0), frontend=tiny.frontend, encoder=enc,
+                            embed_dim=512)
     model = WavBriVL(config)
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = write_world(Path(tmp) / "w", n_per_combo=max(1, clips // 24), seed=0, holdout=None, val_fraction=0, test_fraction=0)
+        manifest = write_world(Path(tmp) / "w", n_per_combo=max(1, clips // 24), seed=0, holdout=None, val_fraction=0,
+                               test_fraction=0)
         rows = read_manifest(manifest)
         waves, rows, _ = load_waveforms(rows, 16000, 10)
         cfg = TrainConfig(manifest=str(manifest), out=tmp)
@@ -89,7 +91,8 @@ def peak_memory_child(batch: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_world(Path(tmp) / "w", n_per_combo=12, seed=0)
         t0 = time.perf_counter()
-        train(TrainConfig(manifest=str(manifest), out=str(Path(tmp) / "run"), batch_size=batch, max_steps=30, val_every=1000, progress=False))
+        train(TrainConfig(manifest=str(manifest), out=str(Path(tmp) / "run"), batch_size=batch, max_steps=30, val_every=1000,
+                          progress=False))
         wall = time.perf_counter() - t0
     return {"batch": batch, "steps": 30, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -105,13 +108,16 @@ def main() -> None:
         print(json.dumps(peak_memory_child(64, args.threads)))
         return
     r = epoch_times(args.clips, args.batch, args.threads)
-    print(f"epoch of {r['clips']} clips at batch {r['batch']} (ViT-B-32-sized frozen tower, tiny audio encoder, CPU {args.threads} threads)")
+    print(f"epoch of {r['clips']} clips at batch {r['batch']} (ViT-B-32-sized frozen tower, tiny audio encoder, "
+          f"CPU {args.threads} threads)")
     print(f"  cached image targets : {r['cached_s']:7.2f} s   (cache built once in {r['cache_build_s']:.2f} s)")
     print(f"  re-encoding images   : {r['uncached_s']:7.2f} s")
     print(f"  ratio                : {r['uncached_s'] / r['cached_s']:7.1f}x cheaper with the cache")
-    out = subprocess.run([sys.executable, __file__, "--child", "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", "--threads", str(args.threads)], capture_output=True, text=True,
+                         check=True)
     m = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"tiny-preset training at batch {m['batch']}: {m['steps']} steps in {m['wall_s']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MB")
+    print(f"tiny-preset training at batch {m['batch']}: {m['steps']} steps in {m['wall_s']:.1f} s, "
+          f"peak RSS {m['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -67,10 +67,11 @@ class DemoService(PipelineLoader):
     @visitor_errors
     def search(self, audio: Any, k: float = 8, request: gr.Request = None,
                progress: gr.Progress = gr.Progress()) -> tuple[list, pd.DataFrame, str]:
-        """Find the gallery pictures and captions whose meaning is closest to a sound (audio-to-image and audio-to-text retrieval).
+        """Find the gallery pictures and captions whose meaning is closest to a sound (audio-to-image and audio-to-text
+        retrieval).
 
         Args:
-            audio: the sound to look up, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM, up to the app's length limit, 30 s by default).
+            audio: the sound to look up, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM; at most 30 s by default).
             k: how many pictures and how many captions to return (1 to 50).
 
         Returns:
@@ -92,7 +93,8 @@ class DemoService(PipelineLoader):
         t0 = time.perf_counter()
         hits = pipeline.search(sound, max(1, min(int(k), 50)))
         ms = (time.perf_counter() - t0) * 1000
-        gallery = [(self._gallery_image(r.path), f"{r.score:.3f} · {r.caption or Path(r.path).stem}") for r in hits.images if r.path]
+        gallery = [(self._gallery_image(r.path), f"{r.score:.3f} · {r.caption or Path(r.path).stem}")
+                   for r in hits.images if r.path]
         captions = pd.DataFrame([[round(r.score, 4), r.caption] for r in hits.captions], columns=list(empty.columns))
         note = text("search_note", lang, images=len(gallery), captions=len(captions), size=hits.index_size, ms=f"{ms:.0f}")
         return gallery, captions, note
@@ -130,7 +132,7 @@ class DemoService(PipelineLoader):
         """Paint a picture from a sound: the bundle's generator, conditioned on the sound's embedding.
 
         Args:
-            audio: the sound to paint, an audio file (WAV, FLAC, OGG, MP3, M4A or WEBM); may be empty when prompt is given and mix is 1.
+            audio: the sound to paint (a WAV, FLAC, OGG, MP3, M4A or WEBM file); may be empty when prompt is given and mix is 1.
             prompt: optional text; it moves the condition towards the text's embedding by mix.
             mix: the prompt's weight, 0 (the sound alone) to 1 (the prompt alone).
             seed: random seed; the same sound, settings and seed give the same picture.
@@ -229,7 +231,8 @@ class DemoService(PipelineLoader):
             roots.add(Path(index).resolve())
         if self.pipeline is not None and self.pipeline.index is not None:
             idx = self.pipeline.index
-            parents = {(Path(idx.root) / r["path"]).resolve().parent for r in idx.meta if r.get("kind") == "image" and r.get("path")}
+            parents = {(Path(idx.root) / r["path"]).resolve().parent for r in idx.meta
+                       if r.get("kind") == "image" and r.get("path")}
             if len(parents) > 32:
                 parents = {Path(os.path.commonpath([str(p) for p in parents]))}
             roots |= parents | {Path(idx.root).resolve()}

@@ -96,7 +96,8 @@ class PipelineLoader:
                                   f"bundle {cfg.offline_bundle()} instead (search, labels and pictures, nothing from the Hub).")
                 pipeline = self._open(cfg.offline_bundle(), AUTO)
             if cfg.real and self.notice is None:
-                gen = pipeline.generator.source if pipeline.generator is not None else f"off ({pipeline.problems.get('generator', 'none configured')})"
+                gen = (pipeline.generator.source if pipeline.generator is not None
+                       else f"off ({pipeline.problems.get('generator', 'none configured')})")
                 log.info("demo: real mode %s: serving %s in %s; generator: %s", cfg.real, checkpoint, pipeline.backbone_id, gen)
             self.pipeline, self.card, self.root = pipeline, pipeline.card, pipeline.model.root
             self._stage("ready", 1.0)

@@ -40,7 +40,8 @@ PAGE: dict[str, str] = {
 * Pick the right input device in the dropdown under the recorder. No microphone at all? **Upload** a file
   instead (""" + FORMATS + """; up to the length limit shown above).
 """,
-    "examples_title": "**Example sounds**: click one. ✓ its kind was heard in training; ✗ never heard (the model only saw pictures of it).",
+    "examples_title": ("**Example sounds**: click one. ✓ its kind was heard in training; ✗ never heard (the model only saw "
+                       "pictures of it)."),
     "k_label": "Results to show (k)",
     "gallery_label": "Nearest pictures (score · caption)",
     "captions_label": "Nearest captions",
@@ -104,8 +105,10 @@ EN: dict[str, str] = {**PAGE, **SAID}
 
 #: key -> (title, message); ``{name}`` and the other fields come from the error's details.
 ERRORS: dict[str, tuple[str, str]] = {
-    "silent": ("Cannot use this sound", "The sound is silent. Check that the right microphone is selected and not muted, then record again."),
-    "empty": ("No audio", "{name} holds no audio. If you recorded, check that the microphone is on and record for at least half a second."),
+    "silent": ("Cannot use this sound",
+               "The sound is silent. Check that the right microphone is selected and not muted, then record again."),
+    "empty": ("No audio",
+              "{name} holds no audio. If you recorded, check that the microphone is on and record for at least half a second."),
     "undecodable": ("Unsupported file", "{name} is not an audio file this demo can read. Use " + FORMATS + " audio."),
     "too_long": ("Sound too long", "{name} is {seconds:.0f} s long; this demo takes sounds up to {limit:.0f} s. "
                  "Trim it (or record a short clip) and try again."),

@@ -106,7 +106,8 @@ def build_ui(service: DemoService, *, delete_cache: tuple[int, int] | None = DEL
                   api_visibility="private", trigger_mode="always_last").success(
             service.sound_map, [audio, k], [sound_map], api_name="map_again", api_visibility="private", show_progress="hidden")
         gr.on([classify_btn.click, labels.submit], service.classify, [audio, labels], [label_out], api_name="classify").success(
-            service.verdict, [label_out], [label_out, verdict], api_name="verdict", api_visibility="private", show_progress="hidden")
+            service.verdict, [label_out], [label_out, verdict], api_name="verdict", api_visibility="private",
+            show_progress="hidden")
         gen_btn.click(service.generate, [audio, prompt, mix, seed, steps, noise, guidance], [gen_out],
                       api_name="generate", concurrency_limit=1, concurrency_id="generate")
         for i, button in enumerate(example_buttons):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .test_generate import tiny_text_encoder, tiny_tokenizer, tiny_unclip, tiny_unet
+from wavbrivl.testing import tiny_text_encoder, tiny_tokenizer, tiny_unclip, tiny_unet
 
 DIM = 32  # the "ViT-H" embedding of these tests: the tiny model's 32-d space
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -42,7 +42,8 @@ def tiny_ip_adapter(unet, path: Path) -> None:
 
     g = torch.Generator().manual_seed(1)
     cross = unet.config.cross_attention_dim
-    state = {"image_proj.proj.weight": torch.randn(4 * cross, DIM, generator=g) * 0.2, "image_proj.proj.bias": torch.zeros(4 * cross),
+    state = {"image_proj.proj.weight": torch.randn(4 * cross, DIM, generator=g) * 0.2,
+             "image_proj.proj.bias": torch.zeros(4 * cross),
              "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
     key = 1
     for name in unet.attn_processors:

@@ -55,7 +55,7 @@ def tiny_model(seed: int = 1) -> WavBriVL:
 
 def build_bundle(root: Path, *, with_pairs: bool = True) -> Path:
     """The bundle folder ``root/bundle`` (with ``pairs/`` unless told otherwise)."""
-    from .demo_world import tiny_generator_dir
+    from wavbrivl.testing import tiny_generator_dir
 
     model = tiny_model()
     bundle = model.save_pretrained(root / "bundle")

@@ -1,7 +1,9 @@
 """The aisfx network: its front end, its trunk, and reading its published checkpoint without unpickling code."""
 from __future__ import annotations
 
+import io
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -73,3 +75,19 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
     torch.save((wrong, {}), tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="do not fit the aisfx trunk"):
         aisfx.load_into(AudioEncoder(EncoderConfig.aisfx(16)), tmp_path / "partial.pth")
+
+
+@pytest.mark.parametrize("module", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_checkpoint_metadata_from_either_numpy_reads(tmp_path, module):
+    """aisfx's checkpoint was pickled by numpy 1.x (its scalars name ``numpy.core.multiarray.scalar``); numpy 2
+    names the same reconstructor ``numpy._core.multiarray.scalar``. Both must read on the installed numpy."""
+    trunk = AudioEncoder(EncoderConfig.aisfx(16)).audio_encoder.state_dict()
+    state = {f"embedding_net.{k}": v for k, v in trunk.items()}
+    buf = io.BytesIO()
+    torch.save((state, {"n_classes": np.int64(3), "mean": np.float64(0.5)}), buf, _use_new_zipfile_serialization=False)
+    written = re.sub(rb"numpy\.(_?core)\.multiarray\nscalar\n", module.encode() + b"\nscalar\n", buf.getvalue())
+    other = "numpy._core.multiarray" if module == "numpy.core.multiarray" else "numpy.core.multiarray"
+    assert module.encode() + b"\nscalar\n" in written and other.encode() + b"\nscalar\n" not in written
+    (tmp_path / "checkpoint.pth").write_bytes(written)
+    read = aisfx.read_checkpoint(tmp_path / "checkpoint.pth")
+    assert read.keys() == trunk.keys() and all(torch.equal(read[k], v) for k, v in trunk.items())

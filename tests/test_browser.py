@@ -23,8 +23,9 @@ import pytest
 import soundfile as sf
 
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
-from .demo_world import build_demo_world, launch_app, write_card
+from .demo_world import launch_app, write_card
 from .test_docs import SCREENSHOT, SCREENSHOT_WIDTH, check_screenshot
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,7 +38,8 @@ RESULTS = "document.querySelectorAll('#gallery img').length >= 8"
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not CHROMIUM.is_file(),
-    reason=f"{CHROMIUM} not found: install the system browser with `apt-get install -y chromium chromium-driver` to run the real-browser demo tests",
+    reason=f"{CHROMIUM} not found: install the system browser with `apt-get install -y chromium chromium-driver` "
+           "to run the real-browser demo tests",
 )]
 
 
@@ -139,11 +141,13 @@ def test_denied_microphone_points_to_help(playwright, app_url):
 
 
 @pytest.mark.parametrize("locale, expected, unexpected", [
-    ("ja-JP", ["WavBriVL：モデルには何が聞こえる？", "小さなテストの世界", "あなたの音（30秒まで）", "録音は保存しません", "例の音",
-               "✗ 例 1：", "近い画像", "絵を生成する", "マイクが使えないときは", "準備ができました", "スコア", "あなたの音の位置"],
+    ("ja-JP", ["WavBriVL：モデルには何が聞こえる？", "小さなテストの世界", "あなたの音（30秒まで）", "録音は保存しません",
+               "例の音", "✗ 例 1：", "近い画像", "絵を生成する", "マイクが使えないときは", "準備ができました", "スコア",
+               "あなたの音の位置"],
      ["Your sound", "Generate picture", "Tiny test world", "Ready:"]),
-    ("en-US", ["WavBriVL: what does the model hear?", "Tiny test world", "Your sound (up to 30 s)", "Your recordings are not kept",
-               "Example sounds", "Nearest pictures", "Generate picture", "Microphone not working?", "Ready:", "score"],
+    ("en-US", ["WavBriVL: what does the model hear?", "Tiny test world", "Your sound (up to 30 s)",
+               "Your recordings are not kept", "Example sounds", "Nearest pictures", "Generate picture",
+               "Microphone not working?", "Ready:", "score"],
      ["あなたの音", "小さなテストの世界"]),
 ])
 def test_the_page_speaks_the_browsers_language(playwright, app_url, tmp_path, locale, expected, unexpected):
@@ -167,7 +171,8 @@ def test_the_page_speaks_the_browsers_language(playwright, app_url, tmp_path, lo
         assert all(s in body for s in expected), [s for s in expected if s not in body]
         assert not any(s in body for s in unexpected), [s for s in unexpected if s in body]
         assert ("件のインデックスから" if locale == "ja-JP" else "from an index of") in page.inner_text("#search-note")
-        assert ("小さなテストの世界の音です。" if locale == "ja-JP" else "Sounds of a tiny test world.") in page.inner_text("#about")
+        about = "小さなテストの世界の音です。" if locale == "ja-JP" else "Sounds of a tiny test world."
+        assert about in page.inner_text("#about")
 
 
 def test_on_a_phone_the_recorder_and_the_examples_come_first(playwright, app_url):

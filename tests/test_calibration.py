@@ -27,7 +27,8 @@ def test_the_fit_recovers_the_scale_that_generated_the_labels():
     assert 17.0 < fitted < 23.0
     # It is the NLL's minimum: both neighbours are worse.
     nll = negative_log_likelihood(scores, targets, fitted)
-    assert nll < negative_log_likelihood(scores, targets, fitted * 1.2) and nll < negative_log_likelihood(scores, targets, fitted / 1.2)
+    assert nll < negative_log_likelihood(scores, targets, fitted * 1.2)
+    assert nll < negative_log_likelihood(scores, targets, fitted / 1.2)
     # Calibrated probabilities: the mean top-1 probability matches top-1 accuracy, the ECE is small.
     after = calibration_figures(scores, targets, fitted)
     assert abs(after["mean_top1_prob"] - after["top1"]) < 0.03 and after["ece"] < 0.04
@@ -39,7 +40,8 @@ def test_the_fit_recovers_the_scale_that_generated_the_labels():
 def test_the_fit_stays_in_its_bounds():
     scores = torch.eye(3).repeat(10, 1)
     assert 50.0 < fit_logit_scale(scores, torch.arange(3).repeat(10)) <= 1000.0  # always right: sharp (the NLL is flat near 0)
-    assert fit_logit_scale(scores, torch.tensor([1, 2, 0]).repeat(10)) == pytest.approx(1.0, rel=1e-3)  # always wrong: as soft as allowed
+    always_wrong = torch.tensor([1, 2, 0]).repeat(10)
+    assert fit_logit_scale(scores, always_wrong) == pytest.approx(1.0, rel=1e-3)  # as soft as allowed
     with pytest.raises(ValueError, match="need scores"):
         fit_logit_scale(torch.zeros(3), torch.zeros(3))
 

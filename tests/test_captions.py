@@ -17,7 +17,8 @@ from wavbrivl.worlds.everyday.catalogue import load_json
 
 ARTICLES = {"a", "an", "the"}
 #: Nouns that end in -ing (a verb-ing after "a" is wrong, these are not).
-ING_NOUNS = {"drawing", "recording", "painting", "thing", "something", "string", "ring", "king", "wing", "ceiling", "building", "spring"}
+ING_NOUNS = {"drawing", "recording", "painting", "thing", "something", "string", "ring", "king", "wing", "ceiling", "building",
+             "spring"}
 #: Singular nouns that end in -s.
 SINGULAR_S = {"bus", "glass", "chorus", "walrus", "octopus", "bass", "grass", "compass"}
 PREPOSITIONS = {"of", "on", "in", "into", "at", "over", "past", "with", "and", "to"}

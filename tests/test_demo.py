@@ -17,9 +17,10 @@ from wavbrivl.bundle import BundleCard, ExampleSound
 from wavbrivl.index import _write_shard
 from wavbrivl.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
 from .conftest import tone, write_wav
-from .demo_world import build_demo_world, launch_app
+from .demo_world import launch_app
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -60,7 +61,8 @@ def test_loads_defaults_from_checkpoint_folder(service, world, tiny_model):
     # A checkpoint without a card is shown by its folder's name, never by a server path.
     assert page_fields(service, "en")["bundle_name"] == "ckpt" and str(world["root"]) not in info
     # ... and its examples by their file names, as not known to be heard (no card says so).
-    assert [example_title(service, e) for _, e in example_files(service)][0] == f"✓ 0 {world['items'][0].colour} {world['items'][0].shape}"
+    first = world["items"][0]
+    assert [example_title(service, e) for _, e in example_files(service)][0] == f"✓ 0 {first.colour} {first.shape}"
     assert service.labels == list(BundleCard.default("x").labels)
 
 
@@ -213,7 +215,8 @@ def test_index_from_another_space_disables_search_only(world, tmp_path, clip):
     other.mkdir()
     header = {"format": "wavbrivl-index", "version": 1, "backbone_id": "ViT-B-32/openai", "embed_dim": 512,
               "dtype": "float32", "count": 0, "shards": []}
-    _write_shard(other, header, np.eye(4, 512, dtype=np.float32), [{"kind": "text", "path": None, "caption": str(i), "sha256": str(i)} for i in range(4)])
+    _write_shard(other, header, np.eye(4, 512, dtype=np.float32),
+                 [{"kind": "text", "path": None, "caption": str(i), "sha256": str(i)} for i in range(4)])
     svc = DemoService(DemoConfig(checkpoint=str(world["ckpt"]), index=str(other), generator="none")).load()
     assert svc.pipeline.index is None and "ViT-B-32/openai" in svc.pipeline.problems["index"]
     gallery, captions, _ = svc.search(clip, 5)
@@ -308,7 +311,8 @@ def test_bundle_card_drives_the_page(tmp_path, clip, world):
     assert list(svc.classify(clip)) == sorted(labels, key=svc.classify(clip).get, reverse=True) and len(svc.classify(clip)) == 3
     # The card's template ("{}") is the one zero-shot uses: scores are the labels' own text embeddings.
     model = svc.pipeline.model
-    expected = torch.softmax(model.backbone.logit_scale * model.similarity(model.embed_audio(clip), model.embed_text(labels))[0], 0)
+    similarity = model.similarity(model.embed_audio(clip), model.embed_text(labels))[0]
+    expected = torch.softmax(model.backbone.logit_scale * similarity, 0)
     assert all(abs(svc.classify(clip)[name] - float(p)) < 1e-5 for name, p in zip(labels, expected))
 
 

@@ -24,9 +24,10 @@ from demo.messages import EN, ERRORS, PAGE, language, redact
 from demo.page import status, translations
 from demo.uploads import VisitorSounds
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
 from .conftest import write_wav
-from .demo_world import build_demo_world, launch_app, write_card
+from .demo_world import launch_app, write_card
 
 JA_REQUEST = gr.Request(headers={"accept-language": "ja-JP,ja;q=0.9,en-US;q=0.8"})
 
@@ -133,7 +134,8 @@ def test_examples_and_files_elsewhere_are_never_deleted(service, world, tmp_path
 
 def test_inline_copies_of_mcp_sounds_are_swept(tmp_path):
     sounds = VisitorSounds(folder=tmp_path)
-    old, fresh, other = (tmp_path / ("a" * 64) / "file.wav", tmp_path / ("b" * 64) / "file.wav", tmp_path / ("c" * 64) / "notes.txt")
+    old, fresh, other = (tmp_path / ("a" * 64) / "file.wav", tmp_path / ("b" * 64) / "file.wav",
+                         tmp_path / ("c" * 64) / "notes.txt")
     for path in (old, fresh, other):
         path.parent.mkdir()
         path.write_bytes(b"RIFF")

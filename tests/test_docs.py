@@ -147,7 +147,7 @@ def test_relative_links_resolve():
                 continue
             path, _, anchor = target.partition("#")
             file = (doc.parent / path).resolve() if path else doc
-            if not file.exists() and not _renamed_in_parallel(file):
+            if not file.exists():
                 broken.append(f"{doc.relative_to(ROOT)}: {target}")
             elif anchor and file.suffix == ".md" and file.exists() and anchor not in _anchors(file):
                 broken.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
@@ -158,12 +158,6 @@ def _anchors(doc: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     headings = re.findall(r"^#+\s+(.*)$", doc.read_text(), flags=re.M)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
-
-
-def _renamed_in_parallel(path: Path) -> bool:
-    """assets/starter is being renamed assets/shapes on another branch; until both are merged either name counts."""
-    shapes, starter = ROOT / "assets" / "shapes", ROOT / "assets" / "starter"
-    return path.is_relative_to(shapes) and (starter / path.relative_to(shapes)).exists()
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,8 @@ def make_esc50(root: Path, n_classes: int = 4, folds: int = 5) -> Path:
         for k in range(n_classes):
             name = f"{fold}-{k}-A-{k}.wav"
             write_wav(root / "audio" / name, clip(k, n_classes, seed=fold * 100 + k))
-            rows.append({"filename": name, "fold": fold, "target": k, "category": class_name(k), "esc10": "False", "src_file": k, "take": "A"})
+            rows.append({"filename": name, "fold": fold, "target": k, "category": class_name(k), "esc10": "False", "src_file": k,
+                         "take": "A"})
     return write_csv(root / "meta" / "esc50.csv", rows).parent.parent
 
 

@@ -1,7 +1,6 @@
 """Generation: a tiny real StableUnCLIPImg2ImgPipeline and the bundles' own EmbeddingToImagePipeline, built and run on CPU."""
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
@@ -12,63 +11,9 @@ from PIL import Image
 from wavbrivl.cli import main
 from wavbrivl.embedding_to_image import EmbeddingToImageTrainConfig, train_embedding_to_image
 from wavbrivl.generate import Generator, blend_embeddings
+from wavbrivl.testing import tiny_unclip
 
 from .conftest import tone, write_wav
-
-
-def tiny_tokenizer(tmp_path):
-    from transformers import CLIPTokenizer
-
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab = {"<|startoftext|>": 0, "!": 1, "<|endoftext|>": 2}
-    for tok in letters + [l + "</w>" for l in letters] + ["re", "red</w>", "do", "dog</w>"]:
-        vocab.setdefault(tok, len(vocab))
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\nr e\nre d</w>\nd o\ndo g</w>\n")
-    return CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=77)
-
-
-def tiny_text_encoder(dim: int = 32):
-    """diffusers' dummy CLIP text encoder (its tests' config), random weights."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=dim, projection_dim=dim, intermediate_size=37,
-        layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000))
-
-
-def tiny_unet(dim: int = 32, **extra):
-    """diffusers' dummy Stable Diffusion UNet (cross-attention width ``dim``); ``extra``: e.g. unCLIP's class
-    embedding settings."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), attention_head_dim=(2, 4),
-        cross_attention_dim=dim, layers_per_block=1, upcast_attention=True, use_linear_projection=True, **extra)
-
-
-def tiny_unclip(tmp_path):
-    """diffusers' own dummy components for this pipeline (embedding dim 32), built from configs."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    dim = 32
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=dim, projection_dim=dim, num_hidden_layers=5, num_attention_heads=4, image_size=32,
-        intermediate_size=37, patch_size=1))
-    text_encoder = tiny_text_encoder(dim)
-    unet = tiny_unet(dim, class_embed_type="projection", projection_class_embeddings_input_dim=dim * 2)
-    return StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(crop_size=32, size=32), image_encoder=image_encoder,
-        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=dim),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=tiny_tokenizer(tmp_path), text_encoder=text_encoder, unet=unet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                prediction_type="v_prediction", set_alpha_to_one=False, steps_offset=1),
-        vae=AutoencoderKL())
 
 
 @pytest.fixture(scope="module")
@@ -289,4 +234,5 @@ def test_generate_cli(tiny_model, tmp_path):
                  "--mix", "0.3", "--out", str(out), "--seed", "0", "--steps", "2"]) == 0
     assert Image.open(out).size == (16, 16)
     assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "1.5", "--out", str(out)]) == 1
-    assert main(["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "0.5", "--out", str(out)]) == 1  # no prompt
+    no_prompt = ["generate", "--checkpoint", str(ckpt), "--audio", str(audio), "--mix", "0.5", "--out", str(out)]
+    assert main(no_prompt) == 1

@@ -59,7 +59,8 @@ def test_ip_adapter_paints_from_a_rescaled_unit_embedding(hub_cache):
     assert seen[0].shape == (1, 1, DIM) and float(seen[0].norm()) == pytest.approx(12.0, rel=1e-5)  # no guidance: positive only
     c = gen.generate(unit(2), space_id=VIT_H_SPACE, seed=0, steps=2, guidance_scale=1.0, height=32, width=32)
     assert not np.array_equal(np.asarray(b[0]), np.asarray(c[0]))  # the picture follows the sound's embedding
-    two = gen.generate(torch.stack([emb, unit(2)]), space_id=VIT_H_SPACE, seed=0, steps=1, guidance_scale=1.0, height=32, width=32)
+    two = gen.generate(torch.stack([emb, unit(2)]), space_id=VIT_H_SPACE, seed=0, steps=1, guidance_scale=1.0, height=32,
+                       width=32)
     assert len(two) == 2
 
 
@@ -150,7 +151,8 @@ def test_missing_hub_parts_of_a_bundle_make_one_message(hub_cache, tiny_model, t
     gone = {"name": "gone", "kind": "unclip", "repos": ["nobody/unclip"]}
     folder = hub_bundle(tiny_model, tmp_path, {"generators": [gone]})
     pipe = WavBriVLPipeline.from_pretrained(folder, device="cpu", strict=False)
-    assert pipe.generator is None and "nobody/unclip" in pipe.problems["generator"] and "assets/everyday" in pipe.problems["generator"]
+    assert pipe.generator is None
+    assert "nobody/unclip" in pipe.problems["generator"] and "assets/everyday" in pipe.problems["generator"]
     folder = hub_bundle(tiny_model, tmp_path / "b", {"backbone": "hf-hub:nobody/clip", "generators": [gone]})
     with pytest.raises(HubAssetError) as info:
         WavBriVLPipeline.from_pretrained(folder, device="cpu", strict=False)

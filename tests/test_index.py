@@ -32,7 +32,8 @@ def vector_index(tmp_path, vectors, dtype="float32"):
               "dtype": dtype, "count": 0, "shards": []}
     for start in range(0, len(vectors), 1000):
         block = vectors[start : start + 1000]
-        _write_shard(root, header, block, [{"kind": "image", "path": None, "caption": str(start + i), "sha256": str(start + i)} for i in range(len(block))])
+        _write_shard(root, header, block, [{"kind": "image", "path": None, "caption": str(start + i), "sha256": str(start + i)}
+                                           for i in range(len(block))])
     return GalleryIndex.load(root)
 
 
@@ -77,7 +78,8 @@ def test_build_add_resume_idempotent(tiny_model, image_dir, tmp_path, monkeypatc
     monkeypatch.setattr(tiny_model, "embed_image", counting)
     files = sorted(image_dir.glob("*.png"))
     out = tmp_path / "idx"
-    index, report = GalleryIndex.build(tiny_model, out, images=files[:8], captions=["a red circle", "a blue square"], batch_size=4, progress=False)
+    index, report = GalleryIndex.build(tiny_model, out, images=files[:8], captions=["a red circle", "a blue square"],
+                                       batch_size=4, progress=False)
     assert report.added == 10 and calls["n"] == 8 and index.count("image") == 8 and index.count("text") == 2
     # Rebuilding with the same inputs embeds nothing; adding new images embeds only them.
     again, report = GalleryIndex.build(tiny_model, out, images=files[:8], progress=False)
@@ -142,11 +144,13 @@ def test_cli_build_and_search(tiny_checkpoint, image_dir, tmp_path, capsys):
     captions = tmp_path / "captions.txt"
     captions.write_text("a dog barking\nrain on a roof\n\n")
     out = tmp_path / "idx"
-    assert main(["index", "build", "--images", str(image_dir), "--captions", str(captions), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--dtype", "float32"]) == 0
+    assert main(["index", "build", "--images", str(image_dir), "--captions", str(captions), "--checkpoint", str(tiny_checkpoint),
+                 "--out", str(out), "--dtype", "float32"]) == 0
     assert "12 images, 2 captions" in capsys.readouterr().out
     audio = write_wav(tmp_path / "q.wav", tone(440, 1.0) + 0.01)
     sheet, page = tmp_path / "sheet.png", tmp_path / "page.html"
-    assert main(["search", "--index", str(out), "--audio", str(audio), "--checkpoint", str(tiny_checkpoint), "-k", "3", "--sheet", str(sheet), "--html", str(page)]) == 0
+    assert main(["search", "--index", str(out), "--audio", str(audio), "--checkpoint", str(tiny_checkpoint), "-k", "3",
+                 "--sheet", str(sheet), "--html", str(page)]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith(("image", "text"))]
     assert len(lines) == 5  # 3 images + 2 captions
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "<img" in page.read_text()

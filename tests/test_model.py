@@ -218,5 +218,6 @@ def test_two_stream_contour_features_say_how_the_spectrum_looks_not_where():
         assert not torch.allclose(high_band, high_peak, atol=1e-2)
         # The position-tied spectral stream does say where (that is how it hears colour).
         assert not torch.allclose(trunk(spectrum(8, 5))[:, :32], trunk(spectrum(30, 5))[:, :32], atol=1e-3)
-    off = AudioEncoder(EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32), n_freq=48)
+    off = AudioEncoder(EncoderConfig(arch="twostream", stem_channels=8, channels=[16, 32], head_hidden=[], embed_dim=32),
+                       n_freq=48)
     assert off.trunk.contour is None and off.trunk.out_channels == 64

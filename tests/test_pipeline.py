@@ -14,9 +14,9 @@ from wavbrivl.bundle import BundleCard, BundleError, ExampleSound
 from wavbrivl.index import IndexFormatError
 from wavbrivl.pipeline import FeatureUnavailable
 from wavbrivl.worlds.shapes.world import render_sound
+from wavbrivl.worlds.shapes.demo_world import build_demo_world
 
 from .conftest import write_wav
-from .demo_world import build_demo_world
 
 
 @pytest.fixture(scope="module")

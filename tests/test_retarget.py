@@ -47,8 +47,10 @@ def test_retarget_within_the_bundles_own_space_keeps_its_generator(bundle, tmp_p
     pipe = WavBriVLPipeline.from_pretrained(bundle, device="cpu").retarget(
         "bundle", tmp_path / "same", steps=3, seed=1, cache_dir=tmp_path / "cache", device="cpu", progress=False)
     assert pipe.backbone_id == "wavbrivl-tiny-clip/random-seed1" and pipe.generator is not None
-    assert (tmp_path / "same" / "backbone").is_dir() and pipe.card.generator == WavBriVLPipeline.from_pretrained(bundle).card.generator
-    assert list(pipe.classify(str(bundle / "examples" / "bell.wav"))) and pipe.search(str(bundle / "examples" / "bell.wav")).images
+    assert (tmp_path / "same" / "backbone").is_dir()
+    assert pipe.card.generator == WavBriVLPipeline.from_pretrained(bundle).card.generator
+    bell = str(bundle / "examples" / "bell.wav")
+    assert list(pipe.classify(bell)) and pipe.search(bell).images
 
 
 def test_a_bundle_without_pairs_is_refused_by_name(tmp_path, capsys):

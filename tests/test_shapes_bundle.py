@@ -37,7 +37,8 @@ def test_compatibility_loss_is_clip_loss_with_one_positive_and_spreads_over_true
     both[:2, :2] = True
     swapped = txt.clone()
     swapped[[0, 1]] = txt[[1, 0]]
-    assert compatibility_clip_loss(swapped, txt, scale, both) < 0.9 * compatibility_clip_loss(swapped, txt, scale, torch.eye(6, dtype=torch.bool))
+    own_pair_only = torch.eye(6, dtype=torch.bool)
+    assert compatibility_clip_loss(swapped, txt, scale, both) < 0.9 * compatibility_clip_loss(swapped, txt, scale, own_pair_only)
 
 
 @pytest.mark.slow

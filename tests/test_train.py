@@ -288,7 +288,8 @@ def test_balance_labels_draws_every_label_equally_often(world, tmp_path):
     label = [line.split(",")[header.index("label")] for line in rows]
     big = label[0]
     small = [x for x in dict.fromkeys(label) if x != big][:3]
-    keep = [r for r, x in zip(rows, label) if x == big] + [r for s in small for r in [r for r, x in zip(rows, label) if x == s][:2]]
+    keep = [r for r, x in zip(rows, label) if x == big]
+    keep += [r for s in small for r in [r for r, x in zip(rows, label) if x == s][:2]]
     manifest = world.parent / "skewed.csv"
     manifest.write_text("\n".join([lines[0], *keep]) + "\n")
     n_big = len(keep) - 6

@@ -22,10 +22,16 @@ PREFIX = "embedding_net."
 
 
 def _allow_numpy_metadata() -> None:
+    """Allow-list numpy's scalar reconstructor under both names a pickle can give it: ``numpy.core`` (numpy 1.x,
+    which wrote aisfx's checkpoint) and ``numpy._core`` (numpy 2), whichever numpy is installed."""
     import numpy
 
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1.x: numpy._core is absent, or (1.26.1 on) a stub without multiarray
+        from numpy.core.multiarray import scalar
     torch.serialization.add_safe_globals([
-        (numpy._core.multiarray.scalar, "numpy.core.multiarray.scalar"), numpy._core.multiarray.scalar,
+        (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
         numpy.dtype, numpy.dtypes.Int64DType, numpy.dtypes.Float64DType,
     ])
 

@@ -295,7 +295,8 @@ class AudioClip:
                 self._file.seek(start)
                 block = self._file.read(count, dtype="float32", always_2d=True)
             except Exception as exc:  # noqa: BLE001
-                raise AudioError(self.name, "undecodable", f"decoding failed at {start / self.sample_rate:.2f} s ({exc})") from None
+                raise AudioError(self.name, "undecodable",
+                                 f"decoding failed at {start / self.sample_rate:.2f} s ({exc})") from None
         mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if not np.isfinite(mono).all():
             raise AudioError(self.name, "non_finite", "contains NaN or infinite samples")
@@ -335,9 +336,9 @@ def iter_windows(
 
     Each window has exactly ``config.window_samples`` samples. A clip shorter than one window gives a
     single zero-padded window, or, for a front end that does not pad (``config.pads_short_clips`` is False:
-    Wav2CLIP), a single window of the clip's own length (at least ``n_fft`` samples). Longer clips give windows every ``hop_seconds``; the last one is aligned
-    to the clip's end so every window is full of audio. Raises :class:`AudioError` for silent input.
-    ``max_seconds`` (default: the config's) is the longest input accepted.
+    Wav2CLIP), a single window of the clip's own length (at least ``n_fft`` samples). Longer clips give windows
+    every ``hop_seconds``; the last one is aligned to the clip's end so every window is full of audio. Raises
+    :class:`AudioError` for silent input. ``max_seconds`` (default: the config's) is the longest input accepted.
     """
     limit = config.max_seconds if max_seconds is None else max_seconds
     if isinstance(source, AudioClip):

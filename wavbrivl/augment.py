@@ -73,7 +73,8 @@ def crop_batch(waves: list[np.ndarray], idx: list[int], window: int, g: torch.Ge
         else:
             crop = wave
             room = max(window - int(n / rate), 0)
-            offset = int(torch.randint(0, min(room, window // 10) + 1, (1,), generator=g)) if aug is not None and aug.time_shift else 0
+            shifts = aug is not None and aug.time_shift
+            offset = int(torch.randint(0, min(room, window // 10) + 1, (1,), generator=g)) if shifts else 0
         if rate != 1.0:
             crop = change_speed(crop, rate)[: window - offset]
         if aug is not None and aug.gain_db > 0:

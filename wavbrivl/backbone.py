@@ -85,7 +85,8 @@ class FrozenBackbone(nn.Module):
                     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
                     self.tokenizer = open_clip.get_tokenizer(model_name)
         except (RuntimeError, OSError, ValueError) as exc:
-            what = f"open_clip model {config.model_name!r}" + (f" with pretrained weights {config.pretrained!r}" if config.pretrained else "")
+            what = f"open_clip model {config.model_name!r}"
+            what += f" with pretrained weights {config.pretrained!r}" if config.pretrained else ""
             where = f" (preset/checkpoint {context!r})" if context else ""
             raise BackboneUnavailableError(f"could not load {what}{where}: {exc}. {OFFLINE_HINT}") from exc
         for p in model.parameters():

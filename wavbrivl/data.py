@@ -172,7 +172,8 @@ def prepare_videos(
             name = f"frames/{stem}_{k}.png"
             img.save(out / name)
             names.append(name)
-        rows.append({"audio": f"audio/{stem}.wav", "image": "|".join(names), "caption": "", "label": video.parent.name, "split": "", "source": str(video)})
+        rows.append({"audio": f"audio/{stem}.wav", "image": "|".join(names), "caption": "", "label": video.parent.name,
+                     "split": "", "source": str(video)})
     manifest = out / "manifest.csv"
     with open(manifest, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["audio", "image", "caption", "label", "split", "source"])
@@ -195,5 +196,8 @@ def _decode_video(path: Path, frames: int, sample_rate: int, av: Any):
         decoded = [f.to_image() for f in container.decode(video=0)]
     if not decoded:
         return audio, []
-    picks = np.linspace(0, len(decoded) - 1, num=min(frames, len(decoded)) + 2)[1:-1] if len(decoded) > frames else np.arange(len(decoded))
+    if len(decoded) > frames:
+        picks = np.linspace(0, len(decoded) - 1, num=min(frames, len(decoded)) + 2)[1:-1]
+    else:
+        picks = np.arange(len(decoded))
     return audio, [decoded[int(round(i))] for i in picks]

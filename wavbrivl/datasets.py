@@ -133,7 +133,8 @@ def read_esc50(root: str | Path) -> EvalDataset:
     meta = root / "meta" / "esc50.csv"
     used = ("filename", "fold", "category")
     rows = [
-        EvalRow(audio=root / "audio" / rec["filename"], label=rec["category"], fold=str(rec["fold"]).strip(), meta=_extra(rec, used))
+        EvalRow(audio=root / "audio" / rec["filename"], label=rec["category"], fold=str(rec["fold"]).strip(),
+                meta=_extra(rec, used))
         for rec in _read_csv(meta, used + ("target",))
     ]
     return EvalDataset("ESC-50", "esc50", root, rows, root, has_official_folds=True)
@@ -159,7 +160,8 @@ def read_manifest_dataset(path: str | Path) -> EvalDataset:
     for r in read_manifest(path):
         meta = dict(r.meta)
         fold = meta.pop("fold", "").strip()
-        rows.append(EvalRow(audio=r.audio, label=r.label, fold=fold, split=r.split, images=r.images, caption=r.caption, meta=meta))
+        rows.append(EvalRow(audio=r.audio, label=r.label, fold=fold, split=r.split, images=r.images, caption=r.caption,
+                            meta=meta))
     has_folds = bool(rows) and all(r.fold for r in rows)
     return EvalDataset(path.stem, "manifest", path.parent, rows, path, has_official_folds=has_folds)
 

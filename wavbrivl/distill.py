@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +27,7 @@ from . import optim
 from .audio import resample
 from .augment import Augment, crop_batch
 from .model import WavBriVL
+from .timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def distill_trunk(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarray],
     cfg = config or DistillConfig()
     if not waves:
         raise ValueError("distillation needs at least one recording")
-    t0 = time.perf_counter()
-    student_audio, valid, targets = _teacher_targets(teacher, student, waves, cfg)
-    teacher_seconds = time.perf_counter() - t0
+    seconds: dict[str, float] = {}
+    with timed(seconds, "teacher"):
+        student_audio, valid, targets = _teacher_targets(teacher, student, waves, cfg)
 
     g = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(targets), generator=g)
@@ -88,16 +88,16 @@ def distill_trunk(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarray],
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, cfg.steps // 5), cfg.steps)
     losses: list[float] = []
-    t1 = time.perf_counter()
-    trunk.train()
-    for _ in tqdm(range(cfg.steps), desc="distilling", disable=not cfg.progress):
-        idx = fit[torch.randint(0, len(fit), (cfg.batch_size,), generator=g)]
-        pred = adapter(trunk(student.frontend(student_audio[idx].float(), valid[idx])))
-        losses.append(optim.step(F.mse_loss(pred, (targets[idx] - mean) / std), opt, sched, clip=(params, 1.0)))
-    trunk.eval()
-    cosine, r2 = _fit_quality(student, adapter, student_audio[hold], valid[hold], targets[hold], mean, std)
-    student.eval()
-    return DistillResult(losses, len(targets), cosine, r2, teacher_seconds, time.perf_counter() - t1)
+    with timed(seconds, "student"):
+        trunk.train()
+        for _ in tqdm(range(cfg.steps), desc="distilling", disable=not cfg.progress):
+            idx = fit[torch.randint(0, len(fit), (cfg.batch_size,), generator=g)]
+            pred = adapter(trunk(student.frontend(student_audio[idx].float(), valid[idx])))
+            losses.append(optim.step(F.mse_loss(pred, (targets[idx] - mean) / std), opt, sched, clip=(params, 1.0)))
+        trunk.eval()
+        cosine, r2 = _fit_quality(student, adapter, student_audio[hold], valid[hold], targets[hold], mean, std)
+        student.eval()
+    return DistillResult(losses, len(targets), cosine, r2, seconds["teacher"], seconds["student"])
 
 
 def _teacher_targets(teacher: WavBriVL, student: WavBriVL, waves: list[np.ndarray], cfg: DistillConfig

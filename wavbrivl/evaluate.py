@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .calibration import calibration_figures, class_indices
 from .datasets import EvalDataset, EvalRow
-from .metrics import ranks_of_positives, retrieval_metrics
+from .metrics import class_ranks, ranks_of_positives, retrieval_metrics
 from .zeroshot import ZeroShotClassifier
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,12 @@ def zero_shot(audio: torch.Tensor, labels: Sequence[str], classifier: ZeroShotCl
     scores = classifier.scores(audio)
     calibration = calibration_figures(scores, truth, classifier.logit_scale)
     k = min(5, len(class_names))
-    top = scores.topk(k, dim=1).indices
-    pred = top[:, 0]
-    cm = confusion_matrix(truth.numpy(), pred.numpy(), labels=list(range(len(class_names))))
+    ranks = class_ranks(scores, truth)
+    cm = confusion_matrix(truth.numpy(), scores.argmax(dim=1).numpy(), labels=list(range(len(class_names))))
     per_class = {c: float(cm[i, i] / cm[i].sum()) for i, c in enumerate(class_names) if cm[i].sum()}
     return {
-        "top1": float((pred == truth).float().mean()),
-        f"top{k}": float((top == truth[:, None]).any(1).float().mean()),
+        "top1": float((ranks <= 1).float().mean()),
+        f"top{k}": float((ranks <= k).float().mean()),
         "chance": 1.0 / len(class_names),
         # How sure the probabilities sound against how often they are right (see wavbrivl.calibration).
         "mean_top1_prob": calibration["mean_top1_prob"],
@@ -133,7 +132,8 @@ def zero_shot(audio: torch.Tensor, labels: Sequence[str], classifier: ZeroShotCl
 
 
 # ----------------------------------------------------------------------------------------- linear probe
-def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n_splits: int = 5) -> tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]:
+def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0,
+                n_splits: int = 5) -> tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]:
     """The protocol and its (train indices, test indices, name) folds.
 
     Official folds when every row has one (leave one fold out, as ESC-50 and UrbanSound8K publish);
@@ -147,7 +147,8 @@ def probe_folds(rows: Sequence[EvalRow], labels: Sequence[str], seed: int = 0, n
         names = sorted(set(folds), key=lambda f: (len(f), f))
         if len(names) < 2:
             raise TaskSkipped("the dataset has a single fold: nothing to cross-validate against")
-        return "official folds (leave one fold out)", [(idx[np.array(folds) != f], idx[np.array(folds) == f], f"fold {f}") for f in names]
+        return "official folds (leave one fold out)", [(idx[np.array(folds) != f], idx[np.array(folds) == f], f"fold {f}")
+                                                       for f in names]
     splits = np.array([r.split for r in rows])
     if (splits == "test").any() and (splits == "train").any():
         return "dataset split (train -> test)", [(idx[splits == "train"], idx[splits == "test"], "test")]
@@ -274,13 +275,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "linear_probe" in report:
         p = report["linear_probe"]
         lines += ["## Linear probe", "", "| protocol | clips | accuracy (mean ± std) | majority class |", "|---|---|---|---|",
-                  f"| {p['protocol']} | {p['clips']} | {p['accuracy_mean']:.3f} ± {p['accuracy_std']:.3f} | {p['chance']:.3f} |", ""]
+                  f"| {p['protocol']} | {p['clips']} | {p['accuracy_mean']:.3f} ± {p['accuracy_std']:.3f} | "
+                  f"{p['chance']:.3f} |", ""]
     if "retrieval" in report:
-        lines += ["## Retrieval", "", "| direction | queries | gallery | R@1 | R@5 | R@10 | median rank | MRR |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["## Retrieval", "", "| direction | queries | gallery | R@1 | R@5 | R@10 | median rank | MRR |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, m in report["retrieval"].items():
             if isinstance(m, dict) and "R@1" in m:
-                lines.append(f"| {name.replace('_to_', '→')} | {m['queries']} | {m['gallery']} | {m['R@1']:.3f} | {m['R@5']:.3f} | "
-                             f"{m['R@10']:.3f} | {m['median_rank']:.0f} | {m['MRR']:.3f} |")
+                lines.append(f"| {name.replace('_to_', '→')} | {m['queries']} | {m['gallery']} | {m['R@1']:.3f} | "
+                             f"{m['R@5']:.3f} | {m['R@10']:.3f} | {m['median_rank']:.0f} | {m['MRR']:.3f} |")
         lines.append("")
     if report.get("skipped_tasks"):
         lines += ["## Tasks not run", ""] + [f"- **{t}**: {why}" for t, why in report["skipped_tasks"].items()] + [""]
@@ -319,66 +322,22 @@ def run_evaluation(
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown or not tasks:
         raise ValueError(f"unknown task(s) {unknown or tasks}: choose from {', '.join(TASKS)}")
-    model = pipeline.model
     data.check_column(label_column)
     data = data.select_split(split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    emb = embed_dataset(model, data, cache_dir=out / "cache", batch_size=batch_size, progress=progress)
+    emb = embed_dataset(pipeline.model, data, cache_dir=out / "cache", batch_size=batch_size, progress=progress)
     if not emb.rows:
         raise ValueError(f"{data.source}: none of the {len(data.rows)} clips could be read (first: {emb.skipped[0]['reason']})")
-    labels = [r.value(label_column) for r in emb.rows]
     # Retrieval is reported on a manifest's held-out split unless one was chosen.
     held_out = [i for i, r in enumerate(emb.rows) if r.split == "test"] if split is None else []
     held_out = held_out or list(range(len(emb.rows)))
-    test_rows, test_audio = [emb.rows[i] for i in held_out], emb.audio[held_out]
-    report: dict[str, Any] = {
-        "tasks": [],
-        "skipped_tasks": {},
-        "checkpoint": checkpoint,
-        "backbone_id": model.backbone_id,
-        "data": {"name": data.name, "layout": data.layout, "source": str(data.source), "split": split or "all",
-                 "retrieval_split": split or ("test" if len(test_rows) < len(emb.rows) else "all"),
-                 "label_column": label_column, "fingerprint": data.fingerprint()},
-        "clips": {"total": len(data.rows), "evaluated": len(emb.rows), "skipped": len(emb.skipped), "skipped_files": emb.skipped},
-        "software": software_versions(),
-        "seed": seed,
-        "plots": [],
-    }
-    from . import plots as plotting
-
-    def zeroshot_task() -> None:
-        if any(not label for label in labels):
-            raise TaskSkipped(f"zero-shot needs a {label_column!r} on every clip")
-        class_names = sorted(set(labels))
-        if len(class_names) < 2:
-            raise TaskSkipped(f"zero-shot needs at least 2 classes; every clip is {class_names[0]!r}")
-        classifier = pipeline.zero_shot_classifier(class_names, templates)
-        report["zeroshot"] = zero_shot(emb.audio, labels, classifier) | {"templates": list(templates or pipeline.card.templates)}
-        if plots:
-            report["plots"].append(plotting.confusion_matrix_png(report["zeroshot"]["confusion"], class_names, out / "confusion_matrix.png"))
-
-    def linear_task() -> None:
-        report["linear_probe"] = linear_probe(emb.audio, labels, emb.rows, seed=seed)
-
-    def retrieval_task() -> None:
-        res = retrieval(model, test_audio, test_rows)
-        report["retrieval"] = res.metrics
-        if plots:
-            report["plots"].append(plotting.recall_at_k_png(res.ranks, out / "recall_at_k.png"))
-            if res.image_emb is not None:
-                clip_of_image = {p: r.value(label_column) for r in test_rows for p in r.images}
-                report["plots"].append(plotting.embedding_map_png(
-                    test_audio, [r.value(label_column) for r in test_rows], res.image_emb,
-                    [clip_of_image[p] for p in res.image_paths], out / "embedding_map.png", seed=seed))
-                report["plots"].append(plotting.example_grid_png(
-                    res.audio_to_image_sim, [Path(r.audio).name for r in test_rows if r.images],
-                    [set(r.images) for r in test_rows if r.images], res.image_paths, out / "examples.png", seed=seed))
-
-    runners = {"zeroshot": zeroshot_task, "linear": linear_task, "retrieval": retrieval_task}
+    report = new_report(data, emb, held_out, backbone_id=pipeline.model.backbone_id, checkpoint=checkpoint, split=split,
+                        label_column=label_column, seed=seed)
+    run = EvaluationRun(pipeline, emb, held_out, out, label_column, templates, seed, plots, report)
     for task in tasks:
         try:
-            runners[task]()
+            {"zeroshot": run.zeroshot, "linear": run.linear, "retrieval": run.retrieval}[task]()
         except TaskSkipped as exc:
             if not skip_unavailable:
                 raise
@@ -390,3 +349,84 @@ def run_evaluation(
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(report))
     return report
+
+
+def new_report(data: EvalDataset, emb: EvalEmbeddings, held_out: Sequence[int], *, backbone_id: str, checkpoint: str,
+               split: str | None, label_column: str, seed: int) -> dict[str, Any]:
+    """A report before any task has run: what was evaluated, on what, with which software."""
+    return {
+        "tasks": [],
+        "skipped_tasks": {},
+        "checkpoint": checkpoint,
+        "backbone_id": backbone_id,
+        "data": {"name": data.name, "layout": data.layout, "source": str(data.source), "split": split or "all",
+                 "retrieval_split": split or ("test" if len(held_out) < len(emb.rows) else "all"),
+                 "label_column": label_column, "fingerprint": data.fingerprint()},
+        "clips": {"total": len(data.rows), "evaluated": len(emb.rows), "skipped": len(emb.skipped), "skipped_files": emb.skipped},
+        "software": software_versions(),
+        "seed": seed,
+        "plots": [],
+    }
+
+
+@dataclass
+class EvaluationRun:
+    """What the tasks of one :func:`run_evaluation` share: the embedded clips, the report they fill, and where
+    their plots go. Each task method adds its section (and plots) to ``report`` or raises :class:`TaskSkipped`."""
+
+    pipeline: Any
+    emb: EvalEmbeddings
+    held_out: list[int]  # the clips retrieval is reported on
+    out: Path
+    label_column: str
+    templates: Sequence[str] | None
+    seed: int
+    plots: bool
+    report: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.value(self.label_column) for r in self.emb.rows]
+
+    def zeroshot(self) -> None:
+        labels = self.labels
+        if any(not label for label in labels):
+            raise TaskSkipped(f"zero-shot needs a {self.label_column!r} on every clip")
+        class_names = sorted(set(labels))
+        if len(class_names) < 2:
+            raise TaskSkipped(f"zero-shot needs at least 2 classes; every clip is {class_names[0]!r}")
+        classifier = self.pipeline.zero_shot_classifier(class_names, self.templates)
+        templates = list(self.templates or self.pipeline.card.templates)
+        self.report["zeroshot"] = zero_shot(self.emb.audio, labels, classifier) | {"templates": templates}
+        if self.plots:
+            from . import plots as plotting
+
+            self.report["plots"].append(plotting.confusion_matrix_png(self.report["zeroshot"]["confusion"], class_names,
+                                                                      self.out / "confusion_matrix.png"))
+
+    def linear(self) -> None:
+        self.report["linear_probe"] = linear_probe(self.emb.audio, self.labels, self.emb.rows, seed=self.seed)
+
+    def retrieval(self) -> None:
+        rows, audio = [self.emb.rows[i] for i in self.held_out], self.emb.audio[self.held_out]
+        res = retrieval(self.pipeline.model, audio, rows)
+        self.report["retrieval"] = res.metrics
+        if self.plots:
+            self.report["plots"] += retrieval_plots(res, rows, audio, self.label_column, self.out, self.seed)
+
+
+def retrieval_plots(res: RetrievalResult, rows: Sequence[EvalRow], audio: torch.Tensor, label_column: str, out: Path,
+                    seed: int) -> list[Path]:
+    """Recall@K curves and, when the clips have pictures, the embedding map and the example grid."""
+    from . import plots as plotting
+
+    written = [plotting.recall_at_k_png(res.ranks, out / "recall_at_k.png")]
+    if res.image_emb is not None:
+        clip_of_image = {p: r.value(label_column) for r in rows for p in r.images}
+        written.append(plotting.embedding_map_png(
+            audio, [r.value(label_column) for r in rows], res.image_emb,
+            [clip_of_image[p] for p in res.image_paths], out / "embedding_map.png", seed=seed))
+        written.append(plotting.example_grid_png(
+            res.audio_to_image_sim, [Path(r.audio).name for r in rows if r.images],
+            [set(r.images) for r in rows if r.images], res.image_paths, out / "examples.png", seed=seed))
+    return written

@@ -333,7 +333,8 @@ class Generator:
         path = Path(path)
         self.pipeline.save_pretrained(str(path), safe_serialization=True)
         (path / GENERATOR_CONFIG).write_text(json.dumps(
-            {"space_id": self.space_id, "embed_dim": self.embed_dim, "embed_norm": self.embed_norm, "backend": self.kind}, indent=2) + "\n")
+            {"space_id": self.space_id, "embed_dim": self.embed_dim, "embed_norm": self.embed_norm, "backend": self.kind},
+            indent=2) + "\n")
         return path
 
     # ------------------------------------------------------------------ generation

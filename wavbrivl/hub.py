@@ -331,7 +331,8 @@ def resolve_source(source: GeneratorSource, *, local_files_only: bool | None = N
     adapter = part(source.adapter_repo, source.adapter_file) if source.kind == "ip-adapter" else None
     lora = part(source.lcm_lora_repo, source.lcm_lora_file) if source.lcm_lora_repo else None
     if repo is None or missing:
-        label = f"generator {source.name!r}" + (f" (none of {', '.join(source.repos)})" if repo is None and len(source.repos) > 1 else "")
+        label = f"generator {source.name!r}"
+        label += f" (none of {', '.join(source.repos)})" if repo is None and len(source.repos) > 1 else ""
         raise HubAssetError(f"{label}: " + missing_message(missing), [(f"{label}: {what}", why) for what, why in missing])
     folder = hub_pipeline(repo, pins=source.sha256, local_files_only=local)
     return ResolvedSource(source, repo, folder, adapter, lora)
@@ -351,7 +352,8 @@ def backbone_files(ref: str) -> tuple[str, list[str]]:
     return repo, [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
 
 
-def resolve_parts(parts: HubParts, *, local_files_only: bool | None = None) -> tuple[dict[str, Path], ResolvedSource | None, str | None]:
+def resolve_parts(parts: HubParts, *, local_files_only: bool | None = None
+                  ) -> tuple[dict[str, Path], ResolvedSource | None, str | None]:
     """Fetch or find what a card names: ``({"backbone": path, "wav2clip": path}, generator or None, why no
     generator)``. A missing backbone or Wav2CLIP checkpoint raises one :class:`HubAssetError` naming every
     missing part (generators included); missing generators alone are returned as the reason, so the caller
@@ -379,7 +381,8 @@ def resolve_parts(parts: HubParts, *, local_files_only: bool | None = None) -> t
         except HubAssetError as exc:
             if "SHA-256" in str(exc):
                 raise
-            missing.append((f"Wav2CLIP checkpoint {parts.wav2clip_url}", "not in the local cache" if local else "download failed"))
+            missing.append((f"Wav2CLIP checkpoint {parts.wav2clip_url}",
+                            "not in the local cache" if local else "download failed"))
     generator, reasons = None, []
     for source in parts.sources():
         try:

@@ -26,7 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -64,7 +64,8 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
 
 
-def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[str | os.PathLike, str]]) -> list[tuple[Path, str]]:
+def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[str | os.PathLike, str]]
+                ) -> list[tuple[Path, str]]:
     """``(image path, caption)`` pairs from a folder (recursive), a manifest CSV/JSONL, or a list of paths or of
     ``(path, caption)`` pairs (an index rebuilt in another space keeps its pictures' captions)."""
     if isinstance(source, (list, tuple)):
@@ -83,7 +84,8 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike | tuple[s
                 records = list(csv.DictReader(f))
         if records and "image" not in records[0]:
             raise ValueError(f"{path}: manifest lacks an 'image' column")
-        return [(path.parent / p.strip(), str(r.get("caption") or "")) for r in records for p in str(r["image"]).split("|") if p.strip()]
+        return [(path.parent / p.strip(), str(r.get("caption") or ""))
+                for r in records for p in str(r["image"]).split("|") if p.strip()]
     raise FileNotFoundError(f"{path}: no such image folder or manifest")
 
 
@@ -161,14 +163,16 @@ class GalleryIndex:
                 if not p.is_file():
                     raise IndexFormatError(f"{p}: missing index file (listed in index.json)")
             if verify and _shard_digest(emb_path, meta_path) != shard["sha256"]:
-                raise IndexFormatError(f"{emb_path}: checksum mismatch: the index file is corrupt or truncated; rebuild the index")
+                raise IndexFormatError(f"{emb_path}: checksum mismatch: the index file is corrupt or truncated; "
+                                       "rebuild the index")
             try:
                 emb = np.load(emb_path, mmap_mode="r")
             except ValueError as exc:
                 raise IndexFormatError(f"{emb_path}: unreadable embeddings ({exc})") from None
             records = [json.loads(line) for line in meta_path.read_text().splitlines() if line.strip()]
             if emb.shape != (shard["rows"], dim) or emb.dtype != dtype or len(records) != shard["rows"]:
-                raise IndexFormatError(f"{emb_path}: holds {emb.shape} {emb.dtype}, index.json says ({shard['rows']}, {dim}) {dtype}")
+                raise IndexFormatError(f"{emb_path}: holds {emb.shape} {emb.dtype}, "
+                                       f"index.json says ({shard['rows']}, {dim}) {dtype}")
             blocks.append(np.asarray(emb))
             meta.extend(records)
         emb_all = np.concatenate(blocks) if blocks else np.zeros((0, dim), dtype)
@@ -214,36 +218,14 @@ class GalleryIndex:
             pending.clear()
 
         if images is not None:
-            for path, caption in tqdm(list_images(images), desc="indexing images", unit="img", disable=not progress):
-                try:
-                    digest = file_sha256(path)
-                except OSError as exc:
-                    report.skipped.append((str(path), f"{path}: cannot read ({exc.strerror})"))
-                    continue
-                if digest in known:
-                    report.already_indexed += 1
-                    continue
-                try:
-                    img = load_image(path)
-                except ImageError as exc:
-                    report.skipped.append((str(path), str(exc)))
-                    continue
-                known.add(digest)
-                rel = os.path.relpath(Path(path).resolve(), root.resolve())
-                pending.append((img, {"kind": "image", "path": rel, "caption": caption, "source": _relative_source(images, root),
-                                      "width": img.width, "height": img.height, "sha256": digest}))
+            for row in _new_images(images, root, known, report, progress):
+                pending.append(row)
                 if len(pending) >= batch_size:
                     flush("image")
             flush("image")
         if captions is not None:
-            for text in tqdm(read_captions(captions), desc="indexing captions", unit="text", disable=not progress):
-                digest = text_sha256(text)
-                if digest in known:
-                    report.already_indexed += 1
-                    continue
-                known.add(digest)
-                pending.append((text, {"kind": "text", "path": None, "caption": text, "source": _relative_source(captions, root),
-                                       "width": None, "height": None, "sha256": digest}))
+            for row in _new_captions(captions, root, known, report, progress):
+                pending.append(row)
                 if len(pending) >= 256:
                     flush("text")
             flush("text")
@@ -295,7 +277,8 @@ class GalleryIndex:
         """Top-``k`` gallery items for each query embedding (``[D]`` or ``[Q, D]``), best first."""
         q = torch.as_tensor(np.asarray(queries, dtype=np.float32)).reshape(-1, np.shape(queries)[-1])
         if q.shape[1] != self.embed_dim:
-            raise IndexFormatError(f"query embeddings are {q.shape[1]}-d but index {self.root} is {self.embed_dim}-d ({self.backbone_id})")
+            raise IndexFormatError(f"query embeddings are {q.shape[1]}-d but index {self.root} is {self.embed_dim}-d "
+                                   f"({self.backbone_id})")
         q = torch.nn.functional.normalize(q, dim=-1)
         matrix, rows = self._matrix(kind)
         if matrix.shape[0] == 0:
@@ -396,6 +379,43 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _new_images(images: Any, root: Path, known: set[str], report: BuildReport,
+                progress: bool) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The pictures of ``images`` not in the index yet, each loaded with its row; unreadable ones go to ``report``.
+    Lazy, so a build holds one batch of pictures at a time; ``known`` grows as they are yielded."""
+    for path, caption in tqdm(list_images(images), desc="indexing images", unit="img", disable=not progress):
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            report.skipped.append((str(path), f"{path}: cannot read ({exc.strerror})"))
+            continue
+        if digest in known:
+            report.already_indexed += 1
+            continue
+        try:
+            img = load_image(path)
+        except ImageError as exc:
+            report.skipped.append((str(path), str(exc)))
+            continue
+        known.add(digest)
+        rel = os.path.relpath(Path(path).resolve(), root.resolve())
+        yield img, {"kind": "image", "path": rel, "caption": caption, "source": _relative_source(images, root),
+                    "width": img.width, "height": img.height, "sha256": digest}
+
+
+def _new_captions(captions: Any, root: Path, known: set[str], report: BuildReport,
+                  progress: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The captions of ``captions`` not in the index yet, each with its row (``known`` grows as they are yielded)."""
+    for text in tqdm(read_captions(captions), desc="indexing captions", unit="text", disable=not progress):
+        digest = text_sha256(text)
+        if digest in known:
+            report.already_indexed += 1
+            continue
+        known.add(digest)
+        yield text, {"kind": "text", "path": None, "caption": text, "source": _relative_source(captions, root),
+                     "width": None, "height": None, "sha256": digest}
+
+
 def _write_shard(root: Path, header: dict[str, Any], emb: np.ndarray, records: list[dict[str, Any]]) -> None:
     """Write one shard and then the header that lists it (the header is the commit point)."""
     number = max([int(s["emb"][4:10]) for s in header["shards"]], default=-1) + 1
@@ -406,6 +426,7 @@ def _write_shard(root: Path, header: dict[str, Any], emb: np.ndarray, records: l
     np.save(buf, emb.astype(header["dtype"]))
     _atomic_write(root / emb_name, buf.getvalue())
     _atomic_write(root / meta_name, "".join(json.dumps(r) + "\n" for r in records).encode())
-    header["shards"].append({"emb": emb_name, "meta": meta_name, "rows": len(records), "sha256": _shard_digest(root / emb_name, root / meta_name)})
+    header["shards"].append({"emb": emb_name, "meta": meta_name, "rows": len(records),
+                             "sha256": _shard_digest(root / emb_name, root / meta_name)})
     header["count"] = sum(s["rows"] for s in header["shards"])
     _atomic_write(root / "index.json", (json.dumps(header, indent=1) + "\n").encode())

@@ -90,7 +90,8 @@ class Temperature(nn.Module):
         return self.log_t.exp().clamp(0.01, 1.0)
 
 
-def multi_positive_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor | float, positive: torch.Tensor) -> torch.Tensor:
+def multi_positive_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor | float,
+                             positive: torch.Tensor) -> torch.Tensor:
     """CLIP loss where picture i and caption j are a positive pair whenever the caption is true of the picture.
 
     With few concepts and many captions per concept, a batch holds each concept several times and a caption is

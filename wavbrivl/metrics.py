@@ -1,5 +1,9 @@
-"""Retrieval metrics shared by the trainer's validation and the evaluation suite."""
+"""Ranking metrics: retrieval (R@K, median rank, MRR) and classification (top-k hits), for the trainer's
+validation, the evaluation suite, both worlds' reports and the benchmarks. All of them count from one rank
+(:func:`ranks_of_positives`), so a tie is scored the same way everywhere."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 
@@ -29,3 +33,19 @@ def retrieval_metrics(sim: torch.Tensor, positive: torch.Tensor, ks: tuple[int, 
     out["queries"] = int(ranks.numel())
     out["gallery"] = int(sim.shape[1])
     return out
+
+
+def class_ranks(scores: torch.Tensor, truth: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """1-based rank of each row's true class ``truth [N]`` among ``scores [N, classes]`` (ties count against)."""
+    truth_ = torch.as_tensor(truth, dtype=torch.long)
+    positive = torch.zeros(scores.shape, dtype=torch.bool)
+    positive[torch.arange(len(truth_)), truth_] = True
+    return ranks_of_positives(scores.detach().cpu(), positive)
+
+
+def class_hits(scores: torch.Tensor, truth: Sequence[int] | torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, list[bool]]:
+    """Per row, whether its true class is among the ``k`` best of ``scores [N, classes]``, as ``{"top1": [...],
+    "top5": [...]}``: per-row hits, so a report can average them per clip or per class. A ``k`` of at least the
+    number of classes is always a hit; a true class tied with another ranks below it."""
+    ranks = class_ranks(scores, truth)
+    return {f"top{k}": (ranks <= k).tolist() for k in ks}

@@ -15,11 +15,10 @@ reads it as it is (``TrainConfig(manifest=str(pairs.manifest))``)::
                         skipped while writing, and the bundle's training recipe (``train_recipe``: the
                         ``TrainConfig`` options its head was trained with, as data)
 
-Recordings are re-encoded compressed, quality set by libsndfile's compression level: Vorbis at 0.6 (Vorbis
-quality 0.4) is about 32-55 kbit/s for mono 16-22 kHz sound; Opus holds the same fidelity in less (on the
-everyday world's recordings, the student's embedding of a decoded clip keeps a median cosine of 0.977 to the
-original's with Opus at 26 kbit/s, 0.973 with Vorbis at its smallest, 39 kbit/s), so a bundle with a size
-budget uses Opus. A few hundred clips cost a few MB. A row whose audio or pictures cannot be read is reported and skipped; the rest are written.
+Recordings are re-encoded compressed, quality set by libsndfile's compression level (Vorbis at 0.6 is Vorbis
+quality 0.4). Opus keeps a clip's embedding as well as Vorbis does in fewer bytes (docs/EXPERIMENTS.md, "Training
+pairs: Opus or Vorbis"), so a bundle with a size budget uses Opus. A row whose audio or pictures cannot be read
+is reported and skipped; the rest are written.
 """
 from __future__ import annotations
 
@@ -165,9 +164,9 @@ def write_pairs(
     mixed to mono, resampled to ``sample_rate`` (the trunk's), cut to ``max_seconds`` (the trainer keeps no
     more) and written as Ogg Vorbis or Opus (``codec``, :func:`codec_rate`); pictures are written as PNG, each
     distinct file once, downsized to fit ``image_size`` pixels when given (never enlarged) and reduced to a
-    palette of ``image_colours`` when given (drawings lose nothing visible at 256 and take half the bytes). A row whose audio or pictures cannot be read is
-    reported (logged and listed in ``pairs.json``) and skipped. ``train_recipe`` (``TrainConfig`` options)
-    is stored in ``pairs.json`` so the head can be trained again the same way.
+    palette of ``image_colours`` when given (a drawing's few colours fit a palette). A row whose audio or
+    pictures cannot be read is reported (logged and listed in ``pairs.json``) and skipped. ``train_recipe``
+    (``TrainConfig`` options) is stored in ``pairs.json`` so the head can be trained again the same way.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -127,9 +127,10 @@ class WavBriVLPipeline:
         else the first of the card's ``hub.generators`` that resolves), a path or hub id takes that, a source
         name from ``wavbrivl/generators.json`` (``ip-adapter-sd15-lcm`` ...) builds that generator from hub parts,
         None leaves the part out. Parts the card names on the Hub (:class:`~wavbrivl.hub.HubParts`) are fetched
-        into the Hugging Face cache and checked first; what is missing is named in one message. With ``strict=False`` a part that cannot be used is left out
-        and its reason recorded in ``problems`` (the demo keeps serving what works); the audio model itself
-        must load either way. A generator that needs a GPU is not loaded on a CPU unless ``generator_on_cpu``.
+        into the Hugging Face cache and checked first; what is missing is named in one message. With ``strict=False``
+        a part that cannot be used is left out and its reason recorded in ``problems`` (the demo keeps serving what
+        works); the audio model itself must load either way. A generator that needs a GPU is not loaded on a CPU
+        unless ``generator_on_cpu``.
         ``generator_device``: where the generator goes when not ``device`` (ZeroGPU: the audio model answers
         searches on the CPU while the generator is placed on ``cuda`` at start-up, as ZeroGPU asks).
         """
@@ -171,8 +172,8 @@ class WavBriVLPipeline:
         named = hub_source or (_known_source(generator_path) if generator_path else None)
         if named is not None:
             stage(f"loading the image generator ({named.name}, from the Hugging Face cache)", 0.6)
-            loaded_generator = attempt("generator", lambda: _source_generator(named, model, gen_device, allow_cpu=generator_on_cpu,
-                                                                                local_files_only=local_files_only))
+            loaded_generator = attempt("generator", lambda: _source_generator(
+                named, model, gen_device, allow_cpu=generator_on_cpu, local_files_only=local_files_only))
         elif generator_path is not None:
             stage("loading the image generator", 0.6)
             loaded_generator = attempt("generator", lambda: _checked_generator(
@@ -285,7 +286,8 @@ class WavBriVLPipeline:
         return torch.stack([known[t] for t in texts])
 
     # ------------------------------------------------------------------ classify
-    def zero_shot_classifier(self, labels: Sequence[str] | None = None, templates: Sequence[str] | None = None) -> ZeroShotClassifier:
+    def zero_shot_classifier(self, labels: Sequence[str] | None = None,
+                             templates: Sequence[str] | None = None) -> ZeroShotClassifier:
         """The classifier for these labels and templates (default: the bundle's), built once and kept.
 
         Its probabilities use the bundle's calibrated scale when the card has one (fitted on held-out clips by

@@ -99,7 +99,8 @@ def export_space(out: str | os.PathLike, bundles: Sequence[str] = (DEFAULT_BUNDL
         (staging / "README.md").write_text(readme, encoding="utf-8")
         problems = files_outside_lfs(staging)
         if problems:
-            raise SpaceError("the Hub would refuse these files; add a rule for their kind to .gitattributes: " + "; ".join(problems[:5]))
+            raise SpaceError("the Hub would refuse these files; add a rule for their kind to .gitattributes: "
+                             + "; ".join(problems[:5]))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -281,7 +282,8 @@ def hub_client(token: str | None = None) -> tuple[Any, str]:
         raise SpaceError("HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push; nothing was uploaded") from None
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", "?")
-        raise SpaceError(f"the Hub refused the token (HTTP {status}): log in again with `hf auth login`; nothing was uploaded") from None
+        raise SpaceError(f"the Hub refused the token (HTTP {status}): log in again with `hf auth login`; "
+                         "nothing was uploaded") from None
     except Exception as exc:  # noqa: BLE001 - every transport failure means the same to the person pushing
         raise SpaceError(f"cannot reach the Hugging Face Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}); "
                          "check the network and push again; nothing was uploaded") from None

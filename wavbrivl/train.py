@@ -369,7 +369,8 @@ class Trainer:
             torch.save(state, p)
 
         resolved = json.dumps(asdict(self.cfg), indent=2) + "\n"
-        self.model.config.info = {**self.model.config.info, "trained_steps": step, "manifest": str(self.cfg.manifest), "val": self.best}
+        self.model.config.info = {**self.model.config.info, "trained_steps": step, "manifest": str(self.cfg.manifest),
+                                  "val": self.best}
         if self.accelerator.is_main_process:
             self.model.save_pretrained(path, extra_files={STATE_NAME: write_state, CONFIG_NAME: lambda p: p.write_text(resolved)})
 
@@ -447,6 +448,26 @@ class Trainer:
         return evaluate_retrieval(self.model, self.val_waves, self.val_targets, self.val_labels)
 
     # ------------------------------------------------------------------ the run
+    def _step_record(self, done: int, loss: float, t: float) -> dict[str, float]:
+        """What step ``done`` logs (empty: nothing): loss, learning rate and temperature every ``log_every`` steps,
+        and every ``val_every`` steps the validation figures too, saving a new best checkpoint when there is one."""
+        cfg = self.cfg
+        record: dict[str, float] = {}
+        if done % cfg.log_every == 0 or done == self.total_steps:
+            record = {"step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "temperature": t}
+        if done % cfg.val_every == 0 or done == self.total_steps:
+            metrics = self.validate()
+            self._train_mode()  # embedding for validation switched every module back to training
+            if metrics is not None:
+                record.update({"step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "temperature": t,
+                               "val_R@1": metrics["R@1"], "val_R@5": metrics["R@5"]})
+                if "label_R@1" in metrics:
+                    record["val_label_R@1"] = metrics["label_R@1"]
+                if metrics["select"] > self.best.get("select", self.best.get("R@1", -1.0)):
+                    self.best = {"step": done, **{k: metrics[k] for k in SELECTED if k in metrics}}
+                    self.save(self.best_dir, done)
+        return record
+
     def fit(self) -> TrainResult:
         """Run (or, after :meth:`resume`, continue) the schedule; returns where the checkpoints are."""
         from torch.utils.tensorboard import SummaryWriter
@@ -461,7 +482,8 @@ class Trainer:
                    disable=not cfg.progress or not self.accelerator.is_main_process)
         running = 0.0
         with open(metrics_path, "w" if new_log else "a", newline="") as metrics_file:
-            writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5", "val_label_R@1"])
+            writer = csv.DictWriter(metrics_file, fieldnames=["step", "loss", "lr", "temperature", "val_R@1", "val_R@5",
+                                                              "val_label_R@1"])
             if new_log:
                 writer.writeheader()
             for step in bar:
@@ -470,21 +492,9 @@ class Trainer:
                 loss, t = self.step(step)
                 self.step_count = done = step + 1
                 running = 0.9 * running + 0.1 * loss if step > start_step else loss
-                record: dict[str, float] = {}
                 if done % cfg.log_every == 0 or done == self.total_steps:
-                    record = {"step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "temperature": t}
                     bar.set_postfix(loss=f"{running:.3f}")
-                if done % cfg.val_every == 0 or done == self.total_steps:
-                    metrics = self.validate()
-                    self._train_mode()  # embedding for validation switched every module back to training
-                    if metrics is not None:
-                        record.update({"step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "temperature": t,
-                                       "val_R@1": metrics["R@1"], "val_R@5": metrics["R@5"]})
-                        if "label_R@1" in metrics:
-                            record["val_label_R@1"] = metrics["label_R@1"]
-                        if metrics["select"] > self.best.get("select", self.best.get("R@1", -1.0)):
-                            self.best = {"step": done, **{k: metrics[k] for k in SELECTED if k in metrics}}
-                            self.save(self.best_dir, done)
+                record = self._step_record(done, loss, t)
                 if record:
                     self.history.append(record)
                     writer.writerow({k: record.get(k, "") for k in writer.fieldnames})

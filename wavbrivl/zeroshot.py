@@ -40,7 +40,8 @@ class ZeroShotClassifier:
     logit_scale: float = 100.0
 
     @classmethod
-    def from_prompts(cls, encode_text: TextEncoder, prompts: Mapping[str, Sequence[str]], logit_scale: float = 100.0) -> "ZeroShotClassifier":
+    def from_prompts(cls, encode_text: TextEncoder, prompts: Mapping[str, Sequence[str]],
+                     logit_scale: float = 100.0) -> "ZeroShotClassifier":
         """One class per key, its embedding the mean of its prompts' (e.g. every caption naming it)."""
         labels = list(prompts)
         if not labels:

@@ -49,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
     print((Path(args.out) / "report.md").read_text())
     for task, why in report["skipped_tasks"].items():
         print(f"skipped {task}: {why}")
-    print(f"wrote {Path(args.out) / 'report.json'} ({report['clips']['evaluated']} clips, {report['clips']['skipped']} unreadable)")
+    clips = report["clips"]
+    print(f"wrote {Path(args.out) / 'report.json'} ({clips['evaluated']} clips, {clips['skipped']} unreadable)")
     return 0

@@ -11,8 +11,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audio", required=True)
     p.add_argument("--generator", help="pipeline folder, hub id, or a source name from wavbrivl/generators.json such as "
                    "ip-adapter-sd15-lcm or unclip-h (default: the bundle's generator/ folder, else its card's hub.generators)")
-    p.add_argument("--prompt", default=None, help="text prompt: mixed into the condition by --mix, and given to generators that read text")
-    p.add_argument("--mix", type=float, default=0.0, help="the prompt's weight in the condition, 0 (sound only) to 1 (prompt only)")
+    p.add_argument("--prompt", default=None,
+                   help="text prompt: mixed into the condition by --mix, and given to generators that read text")
+    p.add_argument("--mix", type=float, default=0.0,
+                   help="the prompt's weight in the condition, 0 (sound only) to 1 (prompt only)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=None, help="default: the bundle's")
     p.add_argument("--steps", type=int, default=None, help="default: the bundle's, else the generator's")

@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     for _item, reason in report.skipped:
         print(f"skipped: {reason}", file=sys.stderr)
     print(f"{args.out}: {index.count('image')} images, {index.count('text')} captions "
-          f"({report.added} added, {report.already_indexed} already indexed, {len(report.skipped)} skipped); space {index.backbone_id}")
+          f"({report.added} added, {report.already_indexed} already indexed, {len(report.skipped)} skipped); "
+          f"space {index.backbone_id}")
     return 0

@@ -92,7 +92,8 @@ def train_image_tower(pictures: torch.Tensor, concepts: Sequence[str], captions:
     model.eval()
     with torch.inference_mode():
         texts = [t for t, _ in bank]
-        text_emb = torch.cat([model.encode_text(tokenizer(texts[i : i + 256]), normalize=True) for i in range(0, len(texts), 256)])
+        text_emb = torch.cat([model.encode_text(tokenizer(texts[i : i + 256]), normalize=True)
+                              for i in range(0, len(texts), 256)])
     text_emb, owner = text_emb.clone(), torch.tensor([c for _, c in bank])
     label = torch.tensor([names.index(c) for c in concepts])
     size = model_cfg["vision_cfg"]["image_size"]

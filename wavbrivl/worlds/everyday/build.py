@@ -23,10 +23,8 @@ no step of its training (nor the distillation). Why each setting has its value: 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,11 +38,13 @@ from ...embedding_to_image import EmbeddingToImageTrainConfig
 from ...encoder import EncoderConfig
 from ...model import WavBriVL, WavBriVLConfig
 from ...pairs import PAIRS_DIR, write_pairs
+from ...timing import timed
 from ..folders import BuildFolders
 from .backbone import CAPTION_TEMPLATES, PHRASE_TEMPLATES, TEXT_PACKAGE, TEXT_REF, ImageTowerSettings, model_config
 from .world import EverydayWorld, load_pictures, load_recordings
 
 if TYPE_CHECKING:
+    from ...distill import DistillResult
     from ...train import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ class EverydaySettings:
     student_rate: int = 22050
     student_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     head_hidden: list[int] = field(default_factory=lambda: [512])
-    # 1500 steps on the same 8000 crops: held-out R² 0.58 (0.51 after 600), and the student's probe on new
-    # sources 0.31 / 0.54 per concept (0.27 / 0.52), close to aisfx's own 0.33 / 0.60 (docs/EXPERIMENTS.md).
+    # Why 1500 steps on 8000 crops: docs/EXPERIMENTS.md (the second build, "the distillation").
     distill_steps: int = 1500
     distill_batch: int = 64
     distill_max_crops: int = 8000
@@ -76,7 +75,7 @@ class EverydaySettings:
     head_batch: int = 64
     align_weight: float = 0.3
     # Half-way between the drawings' embeddings and the concept's words (MiniLM, the strong half of the space),
-    # every concept drawn equally often (speech has 365 takes, some concepts 2): docs/EXPERIMENTS.md, three seeds.
+    # every concept drawn equally often (the concepts' numbers of takes differ widely): docs/EXPERIMENTS.md.
     caption_weight: float = 0.5
     balance_labels: float = 1.0
     # The generator predicts the clean picture at 64 px in 4x4 patches (the UNet runs on a 16x16 grid, as cheap as
@@ -94,9 +93,8 @@ class EverydaySettings:
     judge_per_concept: int = 2  # pictures painted from each concept's target point in the report
     examples: int = 12
     # The training pairs the bundle carries (pairs/, for `wavbrivl retarget`) within 20 MB: the world's 128-px
-    # drawings in a 256-colour palette, each clip's first 10 s (the head trains on 2.3-s crops) in Opus at 24 kHz
-    # (the Opus rate nearest the trunk's 22.05 kHz), where Vorbis would need half as many bytes again for the same
-    # fidelity (wavbrivl.pairs).
+    # drawings in a 256-colour palette, each clip's first 10 s (the head trains on shorter crops) in Opus at 24 kHz
+    # (the Opus rate nearest the trunk's 22.05 kHz), smaller than Vorbis at the same fidelity (docs/EXPERIMENTS.md).
     pairs_image_size: int = 128
     pairs_image_colours: int = 256
     pairs_codec: str = "opus"
@@ -158,79 +156,131 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
 
     ``cache`` holds ``wheels/`` (the aisfx wheel, fetched with the world); default: the world's parent folder.
     """
-    from ...distill import DistillConfig, distill_trunk
-    from ...embedding_to_image import train_embedding_to_image
     from ...train import train
-    from .backbone import train_image_tower
 
     s = settings or EverydaySettings()
     world = EverydayWorld.load(world_dir)
-    cache = Path(cache) if cache else Path(world_dir).parent
-    wheel = cache / "wheels" / AISFX_WHEEL
+    wheel = (Path(cache) if cache else Path(world_dir).parent) / "wheels" / AISFX_WHEEL
     if not wheel.is_file():
         raise FileNotFoundError(f"{wheel}: the aisfx wheel is missing; run `wavbrivl world everyday fetch` first")
     folders = BuildFolders.prepare(out, work)
-    work, staging = folders.work, folders.staging
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    with timed(timings, "total_s"):
+        with timed(timings, "backbone_s"):
+            backbone = train_backbone(world, s, folders.work)
+        log.info("image tower trained on %d drawings in %.0f s", len(fit_pictures(world)), timings["backbone_s"])
+        with timed(timings, "distill_s"):
+            init_dir, distilled = distil_student(world, s, backbone, wheel, folders.work)
+        log.info("aisfx distilled into the student (%d crops, held-out R² %.2f) in %.0f s", distilled.crops,
+                 distilled.holdout_r2, timings["distill_s"])
+        with timed(timings, "audio_head_s"):
+            result = train(head_config(s, world.root / "manifest.csv", folders.work / "audio_run", init_dir,
+                                       folders.work / "cache"))
+            model = WavBriVL.from_pretrained(result.best_dir)
+        log.info("audio head trained in %.0f s (validation %s)", timings["audio_head_s"], result.best_metrics)
+        with timed(timings, "generator_s"):
+            pipe, gen_losses = train_generator(world, s, model)
+        log.info("generator trained in %.0f s", timings["generator_s"])
+        with timed(timings, "assemble_s"):
+            assemble(world, s, folders, model, pipe)
+        with timed(timings, "evaluate_s"):
+            report = evaluate_and_present(folders.staging, world, s)
+    report["build"] = {
+        "settings": asdict(s), "timings": timings, "backbone_id": backbone.config.id,
+        "image_tower_final_loss": backbone.final_loss,
+        "distillation": {"crops": distilled.crops, "holdout_cosine": distilled.holdout_cosine,
+                         "holdout_r2": distilled.holdout_r2,
+                         "final_loss": float(np.mean(distilled.losses[-20:] or [float("nan")])),
+                         "teacher_s": distilled.teacher_seconds, "student_s": distilled.student_seconds},
+        "audio_val": result.best_metrics, "skipped_rows": len(result.skipped),
+        "heard_sources": sorted({r.meta.get("source", "") for r in heard_rows(world)}),
+        "generator_final_loss": float(np.mean(gen_losses[-50:])),
+    }
+    from .report import write_report
 
-    # 1. The frozen backbone.
-    fit = [p for p in world.pictures if p.split == "fit"]
-    captions = concept_captions(world)
+    write_report(report, folders.staging)
+    folders.swap_in()
+    return report
+
+
+@dataclass(frozen=True)
+class TrainedBackbone:
+    """The frozen backbone step 1 leaves in the scratch folder, for every later step to load."""
+
+    config: BackboneConfig
+    folder: Path
+    embed_dim: int
+    final_loss: float  # the image tower's, over its last steps
+
+
+def fit_pictures(world: EverydayWorld) -> list:
+    """The drawings the towers and the generator train on (the gallery's are held out)."""
+    return [p for p in world.pictures if p.split == "fit"]
+
+
+def heard_rows(world: EverydayWorld) -> list:
+    """The recordings the audio encoder may hear: the train and validation splits, never the test sources."""
+    return [r for r in world.rows if r.split in ("train", "val")]
+
+
+def train_backbone(world: EverydayWorld, s: EverydaySettings, work: Path) -> TrainedBackbone:
+    """Step 1: an image tower trained on the drawings' captions against the locked text tower, saved frozen."""
+    from .backbone import train_image_tower
+
+    fit = fit_pictures(world)
     cfg = model_config(s.text_ref, embed_dim=s.embed_dim, image_size=s.picture_size, width=s.tower_width)
-    tower, tower_losses = train_image_tower(load_pictures([p.path for p in fit], 2 * s.picture_size), [p.label for p in fit],
-                                            captions, cfg, s.tower, s.text_package)
-    backbone_dir = save_open_clip_folder(tower, cfg, work / "backbone", text_package=s.text_package)
-    backbone = BackboneConfig(f"local-dir:{backbone_dir}", None, id=f"wavbrivl-everyday-minilm/{weights_digest(backbone_dir)}")
-    embed_dim = int(cfg["embed_dim"])
-    timings["backbone_s"] = time.perf_counter() - t0
-    log.info("image tower trained on %d drawings in %.0f s", len(fit), timings["backbone_s"])
+    tower, losses = train_image_tower(load_pictures([p.path for p in fit], 2 * s.picture_size), [p.label for p in fit],
+                                      concept_captions(world), cfg, s.tower, s.text_package)
+    folder = save_open_clip_folder(tower, cfg, work / "backbone", text_package=s.text_package)
+    config = BackboneConfig(f"local-dir:{folder}", None, id=f"wavbrivl-everyday-minilm/{weights_digest(folder)}")
+    return TrainedBackbone(config, folder, int(cfg["embed_dim"]), float(np.mean(losses[-20:])))
 
-    # 2. The audio encoder: distil aisfx into the student on what it may hear, then train its head.
-    t = time.perf_counter()
-    heard = [r for r in world.rows if r.split in ("train", "val")]
-    waves = load_recordings([r.audio for r in heard] + world.corpus)
+
+def distil_student(world: EverydayWorld, s: EverydaySettings, backbone: TrainedBackbone, wheel: Path,
+                   work: Path) -> tuple[Path, DistillResult]:
+    """Step 2a: aisfx distilled into the student's trunk on what the encoder may hear (and the unlabelled
+    corpus); returns the saved student, the head's starting point."""
+    from ...distill import DistillConfig, distill_trunk
+
+    waves = load_recordings([r.audio for r in heard_rows(world)] + world.corpus)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
-        student = WavBriVL(student_config(backbone_dir, backbone.id, s, embed_dim))
-    distilled = distill_trunk(teacher_model(backbone, embed_dim, wheel), student, waves, DistillConfig(
+        student = WavBriVL(student_config(backbone.folder, backbone.config.id, s, backbone.embed_dim))
+    distilled = distill_trunk(teacher_model(backbone.config, backbone.embed_dim, wheel), student, waves, DistillConfig(
         steps=s.distill_steps, batch_size=s.distill_batch, max_crops=s.distill_max_crops, seed=s.seed, progress=False))
-    del waves
-    init_dir = student.save_pretrained(work / "student")
-    timings["distill_s"] = time.perf_counter() - t
-    log.info("aisfx distilled into the student (%d crops, held-out R² %.2f) in %.0f s", distilled.crops, distilled.holdout_r2,
-             timings["distill_s"])
-    t = time.perf_counter()
-    result = train(head_config(s, world.root / "manifest.csv", work / "audio_run", init_dir, work / "cache"))
-    model = WavBriVL.from_pretrained(result.best_dir)
-    timings["audio_head_s"] = time.perf_counter() - t
-    log.info("audio head trained in %.0f s (validation %s)", timings["audio_head_s"], result.best_metrics)
+    return student.save_pretrained(work / "student"), distilled
 
-    # 3. The generator, on the drawings framed as the gallery shows them, conditioned where sounds are aimed.
-    t = time.perf_counter()
+
+def train_generator(world: EverydayWorld, s: EverydaySettings, model: WavBriVL) -> tuple[Any, list[float]]:
+    """Step 3: the generator, on the drawings framed as the gallery shows them, conditioned where sounds are
+    aimed, starting each picture from its nearest training drawing."""
+    from ...embedding_to_image import train_embedding_to_image
+
+    fit = fit_pictures(world)
     fit_pixels = load_pictures([p.path for p in fit], s.generator.sample_size)
     fit_images = [_pil(x) for x in fit_pixels]
     fit_captions = [world.concept(p.label).caption for p in fit]  # the texts the head's targets moved toward
     conditions = generator_conditions(model, fit_images, fit_captions, s.caption_weight)
-    pipe, gen_losses = train_embedding_to_image(fit_images, conditions, s.generator)
+    pipe, losses = train_embedding_to_image(fit_images, conditions, s.generator)
     pipe.set_references(fit_pixels, conditions, strength=s.retrieval_strength)
-    timings["generator_s"] = time.perf_counter() - t
-    log.info("generator trained in %.0f s", timings["generator_s"])
+    return pipe, losses
 
-    # 4. Assemble in a staging folder, evaluate, then swap it in.
-    t = time.perf_counter()
+
+def assemble(world: EverydayWorld, s: EverydaySettings, folders: BuildFolders, model: WavBriVL, pipe: Any) -> None:
+    """Step 4a: models, gallery, data card and training pairs into the staging folder."""
     folders.save_models(model, pipe, {"bundle": "wavbrivl everyday world", "seed": s.seed})
-    _assemble_gallery(world, staging, model)
-    _copy_data_card(world, staging)
+    _assemble_gallery(world, folders.staging, model)
+    _copy_data_card(world, folders.staging)
     # The head's pairs and its recipe as data (only run options dropped): the one copy of the recipe stays head_config.
-    write_pairs(world.rows, staging / PAIRS_DIR, s.student_rate, s.pairs_image_size, codec=s.pairs_codec,
+    write_pairs(world.rows, folders.staging / PAIRS_DIR, s.student_rate, s.pairs_image_size, codec=s.pairs_codec,
                 compression_level=s.pairs_compression, image_colours=s.pairs_image_colours, max_seconds=s.pairs_seconds,
                 train_recipe=head_config(s, "", "", "", "").recipe())
-    timings["assemble_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+
+def evaluate_and_present(staging: Path, world: EverydayWorld, s: EverydaySettings) -> dict[str, Any]:
+    """Step 4b: the card, its calibration, the evaluation, and the example sounds chosen from it."""
     from .evaluate import calibrate_bundle, evaluate_bundle
-    from .report import choose_examples, write_card, write_example_sheet, write_report
+    from .report import choose_examples, write_card, write_example_sheet
 
     write_card(staging, world, [], s)  # labels and templates first: calibration and evaluation classify as the demo will
     calibration, fitted = calibrate_bundle(staging, world)  # the zero-shot scale, fitted on the validation split
@@ -241,20 +291,6 @@ def build_everyday(world_dir: str | Path, out: str | Path, *, cache: str | Path 
     examples = choose_examples(world, report, s.examples)
     write_card(staging, world, examples, s, calibration)
     write_example_sheet(staging, world, examples)
-    timings["evaluate_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
-    report["build"] = {
-        "settings": asdict(s), "timings": timings, "backbone_id": backbone.id,
-        "image_tower_final_loss": float(np.mean(tower_losses[-20:])),
-        "distillation": {"crops": distilled.crops, "holdout_cosine": distilled.holdout_cosine,
-                         "holdout_r2": distilled.holdout_r2, "final_loss": float(np.mean(distilled.losses[-20:] or [float("nan")])),
-                         "teacher_s": distilled.teacher_seconds, "student_s": distilled.student_seconds},
-        "audio_val": result.best_metrics, "skipped_rows": len(result.skipped),
-        "heard_sources": sorted({r.meta.get("source", "") for r in heard}),
-        "generator_final_loss": float(np.mean(gen_losses[-50:])),
-    }
-    write_report(report, staging)
-    folders.swap_in()
     return report
 
 
@@ -310,7 +346,3 @@ def _copy_data_card(world: EverydayWorld, staging: Path) -> None:
             shutil.copyfile(world.root / name, staging / name)
     if (world.root / "LICENSES").is_dir():
         shutil.copytree(world.root / "LICENSES", staging / "LICENSES")
-
-
-def read_report(bundle: str | Path) -> dict[str, Any]:
-    return json.loads((Path(bundle) / "report.json").read_text())

@@ -27,7 +27,8 @@ def concept_cards(concepts: list[dict[str, Any]], val_sources: dict[str, str | N
     for c in concepts:
         n = c["name"]
         counts = {s: rec[n, s] for s in ("train", "val", "test")} | {s: pic[n, s] for s in ("fit", "gallery")}
-        cards.append({"name": n, "aliases": c["aliases"], "caption": concept_caption(c), "group": c["group"], "live": c["live"], "heard": c["heard"],
+        cards.append({"name": n, "aliases": c["aliases"], "caption": concept_caption(c), "group": c["group"], "live": c["live"],
+                      "heard": c["heard"],
                       "test_source": c["test_source"], "val_source": val_sources.get(n), "sources": len(sources[n]),
                       "counts": counts, "doubts": c.get("doubts", "")})
     return cards
@@ -50,7 +51,8 @@ def problems(cards: list[dict[str, Any]], missing_licences: list[str]) -> list[s
     return out + [f"{p}: no copyright file extracted" for p in missing_licences]
 
 
-def _file_rows(recordings: list[dict[str, Any]], pictures: list[dict[str, Any]], corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _file_rows(recordings: list[dict[str, Any]], pictures: list[dict[str, Any]],
+               corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ("package", "version", "licence", "path", "attribution")
     rows = [{"file": r["audio"], "role": "recording", "concept": r["label"], "split": r["split"], "source": r["source"],
              "kind": r["kind"], "label_from": r.get("label_from", ""), **{k: r[k] for k in keys}} for r in recordings]

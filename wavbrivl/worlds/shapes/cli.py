@@ -42,7 +42,8 @@ def run_regenerate(args: argparse.Namespace) -> int:
     from .build import write_bundle_world
 
     manifest = write_bundle_world(args.bundle, args.out)
-    print(f"wrote {manifest}; evaluate with: wavbrivl world shapes eval --bundle {args.bundle} --data {manifest} --out REPORT_DIR")
+    print(f"wrote {manifest}; evaluate with: "
+          f"wavbrivl world shapes eval --bundle {args.bundle} --data {manifest} --out REPORT_DIR")
     return 0
 
 

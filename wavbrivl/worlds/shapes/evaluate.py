@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...metrics import retrieval_metrics
+from ...judging import paint_and_judge
+from ...metrics import class_ranks, retrieval_metrics
 from ...zeroshot import ZeroShotClassifier
 from .world import ATTRIBUTES, all_combinations, caption_for
 
@@ -49,7 +50,8 @@ def evaluate_bundle(
     labels = [r.label for r in rows]
     sim = audio.embeddings @ images.T
     classifiers = attribute_classifiers(pipeline)
-    report: dict[str, Any] = {"clips": len(rows), "skipped": [str(e) for _, e in audio.errors], "gallery_images": len(gallery_paths)}
+    report: dict[str, Any] = {"clips": len(rows), "skipped": [str(e) for _, e in audio.errors],
+                              "gallery_images": len(gallery_paths)}
     for group in ("seen", "unseen"):
         mask = np.array([(r.meta["seen"] == "True") == (group == "seen") for r in rows])
         if not mask.any():
@@ -64,9 +66,8 @@ def evaluate_bundle(
         entry["audio_to_image"]["chance_R@1"] = float(same_label.float().mean())
         entry["audio_to_image_exact_pair"] = retrieval_metrics(sim[q], exact)
         for attr, classifier in classifiers.items():
-            truth = torch.tensor([classifier.labels.index(r.meta[attr]) for r in np.array(rows, dtype=object)[mask]])
-            pred = classifier.scores(audio.embeddings[q]).argmax(1)
-            entry[f"zeroshot_{attr}"] = float((pred == truth).float().mean())
+            truth = [classifier.labels.index(r.meta[attr]) for r in np.array(rows, dtype=object)[mask]]
+            entry[f"zeroshot_{attr}"] = float((class_ranks(classifier.scores(audio.embeddings[q]), truth) == 1).float().mean())
         report[group] = entry
     # Generation consistency: generated pictures classified by the frozen image tower. Half the sounds are
     # drawn from seen and half from unseen combinations, and each group is reported on its own too.
@@ -76,18 +77,18 @@ def evaluate_bundle(
     half = n_generations // 2
     picks = np.concatenate([rng.permutation(seen_idx)[: n_generations - min(half, len(unseen_idx))],
                             rng.permutation(unseen_idx)[:half]]).astype(int) if rows else np.zeros(0, dtype=int)
-    emb = audio.embeddings[torch.from_numpy(picks)]
-    generated = []
-    for i in range(0, len(picks), 16):
-        generated += pipeline.generate_from_embedding(emb[i : i + 16], seed=seed + i, steps=25)
-    gen_emb = model.embed_image(generated)
-    match = np.ones(len(picks), dtype=bool)
-    per_attr = {}
-    for attr, classifier in classifiers.items():
-        truth = np.array([classifier.labels.index(rows[int(k)].meta[attr]) for k in picks])
-        pred = classifier.scores(gen_emb).argmax(1).numpy()
-        per_attr[attr] = float((pred == truth).mean())
-        match &= pred == truth
+    truth = {attr: [c.labels.index(rows[int(k)].meta[attr]) for k in picks] for attr, c in classifiers.items()}
+
+    def tower(images: list) -> dict[str, np.ndarray]:
+        """Whether the frozen image tower names each attribute of each picture first."""
+        emb = model.embed_image(images)
+        return {attr: class_ranks(c.scores(emb), truth[attr]).numpy() == 1 for attr, c in classifiers.items()}
+
+    generated, verdicts = paint_and_judge(pipeline, audio.embeddings[torch.from_numpy(picks)], {"tower": tower},
+                                          seed=seed, steps=25)
+    named = verdicts["tower"]
+    per_attr = {attr: float(hit.mean()) for attr, hit in named.items()}
+    match = np.logical_and.reduce([np.ones(len(picks), dtype=bool), *named.values()])
     seen_mask = np.array([rows[int(k)].meta["seen"] == "True" for k in picks], dtype=bool)
     report["generation"] = {"samples": int(len(picks)), "consistency": float(match.mean()), "per_attribute": per_attr,
                             "seen": float(match[seen_mask].mean()) if seen_mask.any() else None,
@@ -99,7 +100,8 @@ def evaluate_bundle(
 
 def report_table(report: dict[str, Any]) -> list[str]:
     """Markdown lines: seen/unseen retrieval and zero-shot, then generation consistency."""
-    lines = ["| split | clips | audio→image R@1 (chance) | R@5 | zero-shot colour | shape | size |", "|---|---|---|---|---|---|---|"]
+    lines = ["| split | clips | audio→image R@1 (chance) | R@5 | zero-shot colour | shape | size |",
+             "|---|---|---|---|---|---|---|"]
     for group in ("seen", "unseen"):
         if group in report:
             e = report[group]
@@ -109,9 +111,9 @@ def report_table(report: dict[str, Any]) -> list[str]:
     g = report.get("generation")
     if g:
         lines.append("")
-        lines.append(f"Generation consistency (all three attributes of the generated picture match the sound, judged by the frozen "
-                     f"image tower): **{g['consistency']:.3f}** over {g['samples']} sounds (seen {g.get('seen') or 0:.3f}, "
-                     f"unseen {g.get('unseen') or 0:.3f}); per attribute "
+        lines.append(f"Generation consistency (all three attributes of the generated picture match the sound, judged by the "
+                     f"frozen image tower): **{g['consistency']:.3f}** over {g['samples']} sounds "
+                     f"(seen {g.get('seen') or 0:.3f}, unseen {g.get('unseen') or 0:.3f}); per attribute "
                      + ", ".join(f"{k} {v:.3f}" for k, v in g["per_attribute"].items()) + ".")
     return lines
 

@@ -130,7 +130,8 @@ def render_image(item: WorldItem, size: int = 64, canonical: bool = False) -> Im
         corners = 4 if item.shape == "square" else 3
         r = radius * (1.15 if corners == 4 else 1.25)
         r = min(r, margin)
-        points = [(cx + r * math.cos(rot + 2 * math.pi * k / corners), cy + r * math.sin(rot + 2 * math.pi * k / corners)) for k in range(corners)]
+        points = [(cx + r * math.cos(rot + 2 * math.pi * k / corners), cy + r * math.sin(rot + 2 * math.pi * k / corners))
+                  for k in range(corners)]
         draw.polygon(points, fill=colour)
     arr = np.asarray(img).astype(np.float32) + rng.normal(0, 4, (size, size, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
