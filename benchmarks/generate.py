@@ -81,11 +81,13 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.steps, args.runs, args.threads, args.bundle_generator)))
         return
-    kinds = ["tiny-unclip"] + (["bundle"] if Path(args.bundle_generator).is_dir() else []) + [f"real:{name}" for name in args.real]
+    kinds = (["tiny-unclip"] + (["bundle"] if Path(args.bundle_generator).is_dir() else [])
+             + [f"real:{name}" for name in args.real])
     print(f"{'backend':<27}{'image':>9}{'steps':>7}{'s/image':>10}{'peak RSS':>11}{'peak GPU':>11}")
     for kind in kinds:
-        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--runs", str(args.runs),
-                               "--threads", str(args.threads), "--bundle-generator", args.bundle_generator], capture_output=True, text=True)
+        child = [sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--runs", str(args.runs),
+                 "--threads", str(args.threads), "--bundle-generator", args.bundle_generator]
+        proc = subprocess.run(child, capture_output=True, text=True)
         if proc.returncode:
             print(f"{kind:<27} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
             continue

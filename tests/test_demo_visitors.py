@@ -93,7 +93,8 @@ def test_handlers_answer_in_the_visitors_language(service, world):
 
 
 def test_messages_never_show_a_server_path():
-    assert redact("/srv/app/assets/shapes/audio_encoder.safetensors: cannot read") == "shapes/audio_encoder.safetensors: cannot read"
+    assert (redact("/srv/app/assets/shapes/audio_encoder.safetensors: cannot read")
+            == "shapes/audio_encoder.safetensors: cannot read")
     assert redact("index /tmp/x/y/index was built in 'a/b'") == "index y/index was built in 'a/b'"
     assert redact("see https://huggingface.co/org/model for help") == "see https://huggingface.co/org/model for help"
 

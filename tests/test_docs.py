@@ -175,7 +175,8 @@ def scratch_inputs(tmp_path_factory) -> Path:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         for r in picked:
-            writer.writerow({**r, "audio": str(pairs / r["audio"]), "image": "|".join(str(pairs / p) for p in r["image"].split("|"))})
+            images = "|".join(str(pairs / p) for p in r["image"].split("|"))
+            writer.writerow({**r, "audio": str(pairs / r["audio"]), "image": images})
     for r in [r for r in rows if r["split"] == "test" and r["label"] in ("dog", "rain", "clapping")]:
         folder = root / "my_sounds" / r["label"]
         if len(list(folder.glob("*"))) < 3:

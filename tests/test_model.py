@@ -92,7 +92,8 @@ def test_a_checkpoint_with_the_old_key_names_loads_and_embeds_the_same(tiny_mode
     old = shutil.copytree(tiny_checkpoint, tmp_path / "old")
     save_file(old_names, str(old / "audio_encoder.safetensors"))
     x = noisy_tone(520, 2.5)
-    assert torch.equal(WavBriVL.from_pretrained(old).embed_audio(x, sample_rate=16000), tiny_model.embed_audio(x, sample_rate=16000))
+    assert torch.equal(WavBriVL.from_pretrained(old).embed_audio(x, sample_rate=16000),
+                       tiny_model.embed_audio(x, sample_rate=16000))
     # Every load of an encoder's state maps them (a resumed run's momentum encoder loads this way), strictly.
     encoder = AudioEncoder(tiny_model.config.encoder, n_freq=tiny_model.frontend.n_bins)
     encoder.load_state_dict(old_names, strict=True)
