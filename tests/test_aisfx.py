@@ -81,7 +81,7 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
 def test_checkpoint_metadata_from_either_numpy_reads(tmp_path, module):
     """aisfx's checkpoint was pickled by numpy 1.x (its scalars name ``numpy.core.multiarray.scalar``); numpy 2
     names the same reconstructor ``numpy._core.multiarray.scalar``. Both must read on the installed numpy."""
-    trunk = AudioEncoder(EncoderConfig.aisfx(16)).audio_encoder.state_dict()
+    trunk = AudioEncoder(EncoderConfig.aisfx(16)).trunk.state_dict()
     state = {f"embedding_net.{k}": v for k, v in trunk.items()}
     buf = io.BytesIO()
     torch.save((state, {"n_classes": np.int64(3), "mean": np.float64(0.5)}), buf, _use_new_zipfile_serialization=False)
