@@ -108,8 +108,8 @@ def test_canonical_picture_is_the_same_scene_centred_and_upright():
         posed, canonical = _mask(render_image(square), "blue"), _mask(render_image(square, canonical=True), "blue")
         # Same background everywhere neither shape covers (only the pose changed), and the same size.
         outside = ~(posed | canonical)
-        canonical_image = np.asarray(render_image(square, canonical=True))
-        assert np.array_equal(np.asarray(render_image(square))[outside], canonical_image[outside])
+        upright = np.asarray(render_image(square, canonical=True))
+        assert np.array_equal(np.asarray(render_image(square))[outside], upright[outside])
         assert abs(int(canonical.sum()) - int(posed.sum())) < 0.1 * posed.sum()
         # An axis-aligned square fills its bounding box, and the box is centred.
         ys, xs = np.nonzero(canonical)
