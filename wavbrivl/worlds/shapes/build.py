@@ -23,10 +23,9 @@ import logging
 import shutil
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from ...bundle import BundleCard, BundlePart, ExampleSound, GeneratorSettings, c
 from ...embedding_to_image import EmbeddingToImageTrainConfig
 from ...encoder import EncoderConfig
 from ...model import WavBriVL, WavBriVLConfig
+from ...timing import timed
 from ..folders import BuildFolders
 from .world import ATTRIBUTES, DEFAULT_HOLDOUT, all_combinations, caption_for, make_item, render_image, world_items
 
@@ -142,22 +142,22 @@ def build_shapes(out: str | Path, settings: ShapesSettings | None = None, work: 
     folders = BuildFolders.prepare(out, work)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with _timed(timings, "world_s"):
+    with timed(timings, "world_s"):
         manifest = write_world(folders.work / "world", n_per_combo=s.n_per_combo, seed=s.seed)
         rows = read_manifest(manifest)
-    with _timed(timings, "backbone_s"):
+    with timed(timings, "backbone_s"):
         pics, attrs = picture_set(rows, s.n_per_combo, s.seed)
         backbone_dir, backbone_id, clip_losses = _frozen_backbone(pics, attrs, s, folders.work)
-    with _timed(timings, "audio_encoder_s"):
+    with timed(timings, "audio_encoder_s"):
         result = _trained_audio_encoder(manifest, backbone_dir, backbone_id, s, folders.work)
-    with _timed(timings, "generator_s"):
+    with timed(timings, "generator_s"):
         # The last checkpoint, not the best on validation: validation holds seen pairs only, and selecting on it
         # picks early checkpoints that generalise worse to never-heard pairs.
         model = WavBriVL.from_pretrained(result.last_dir)
         pipe, gen_losses = _trained_generator(model, rows, pics, s)
-    with _timed(timings, "assemble_s"):
+    with timed(timings, "assemble_s"):
         test_rows, gallery = _assemble(folders, model, pipe, rows, s)
-    with _timed(timings, "evaluate_s"):
+    with timed(timings, "evaluate_s"):
         pipeline = WavBriVLPipeline.from_pretrained(folders.staging, device="cpu")
         report = evaluate_bundle(pipeline, test_rows, gallery, [r.label for r in test_rows],
                                  n_generations=s.eval_generations, seed=s.seed)
@@ -169,14 +169,6 @@ def build_shapes(out: str | Path, settings: ShapesSettings | None = None, work: 
     write_report(report, folders.staging)
     folders.swap_in()
     return report
-
-
-@contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    """Seconds the block took, into ``timings[key]`` (the report's record of where a build's time goes)."""
-    t = time.perf_counter()
-    yield
-    timings[key] = time.perf_counter() - t
 
 
 def _frozen_backbone(pics: list, attrs: list[dict[str, str]], s: ShapesSettings, work: Path
