@@ -41,11 +41,7 @@ def with_vetted(catalogue: dict[str, Any], vetted: dict[str, Any] | None) -> dic
     their concepts as training recordings."""
     from .vetting import accepted_recordings
 
-    extra = accepted_recordings(vetted or {})
-    if not extra:
-        return catalogue
-    concepts = [dict(c, audio=c["audio"] + extra.get(c["name"], [])) for c in catalogue["concepts"]]
-    return dict(catalogue, concepts=concepts)
+    return _with_recordings(catalogue, accepted_recordings(vetted or {}))
 
 
 def with_libraries(catalogue: dict[str, Any], libraries: dict[str, Any] | None) -> dict[str, Any]:
@@ -63,6 +59,12 @@ def with_libraries(catalogue: dict[str, Any], libraries: dict[str, Any] | None) 
     known = {c["name"] for c in catalogue["concepts"] if c["heard"]}
     if unknown := sorted(set(extra) - known):
         raise ValueError(f"libraries.json names concepts that are not heard concepts of the catalogue: {unknown}")
+    return _with_recordings(catalogue, extra)
+
+
+def _with_recordings(catalogue: dict[str, Any], extra: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The catalogue with ``extra`` (concept name -> audio entries) appended to its concepts' recordings; the
+    catalogue itself when there is nothing to add."""
     if not extra:
         return catalogue
     concepts = [dict(c, audio=c["audio"] + extra.get(c["name"], [])) for c in catalogue["concepts"]]

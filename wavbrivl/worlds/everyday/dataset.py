@@ -178,18 +178,12 @@ class WorldWriter:
         catalogue's) that are copies of a validation or test take: one library's dog may be another package's
         file, and training on it would hand the held-out source to the model."""
         held = [i for i, r in enumerate(self.recordings) if r["split"] in ("val", "test")]
-        signatures = np.stack([self.fingerprints[i][1] for i in held]) if held else np.zeros((0, 32), np.float32)
+        signatures = self._signatures(held)
         keep = []
         for i, r in enumerate(self.recordings):
-            frames, signature = self.fingerprints[i]
             twin = None
-            if r["split"] == "train" and r["label_from"] != LABEL_FROM_CATALOGUE and held:
-                closeness = signatures @ signature
-                for j in np.argsort(-closeness)[:5]:
-                    other = self.recordings[held[j]]
-                    if closeness[j] >= 0.85 and similarity(frames, self.fingerprints[held[j]][0]) >= DUPLICATE_SIMILARITY:
-                        twin = other
-                        break
+            if r["split"] == "train" and r["label_from"] != LABEL_FROM_CATALOGUE:
+                twin = self._twin(*self.fingerprints[i], held, signatures)
             if twin is None:
                 keep.append(i)
                 continue
@@ -228,7 +222,8 @@ class WorldWriter:
 
     def add_corpus(self, entries: list[dict[str, Any]], hours: float) -> None:
         known_md5 = {r["md5"] for r in self.recordings if r["md5"]}
-        signatures = np.stack([s for _, s in self.fingerprints]) if self.fingerprints else np.zeros((0, 32), np.float32)
+        every = list(range(len(self.recordings)))
+        signatures = self._signatures(every)
         for entry in cap_corpus(entries, hours):
             if entry.get("md5") in known_md5:
                 self._skip(entry, "corpus: same file as a concept recording (md5)")
@@ -237,22 +232,29 @@ class WorldWriter:
             if wave is None:
                 continue
             frames, signature = fingerprint(wave)
-            twin = self._twin(frames, signature, signatures)
+            twin = self._twin(frames, signature, every, signatures)
             if twin is not None:
-                self._skip(entry, f"corpus: same take as concept recording {twin} (fingerprint)")
+                self._skip(entry, f"corpus: same take as concept recording {twin['audio']} (fingerprint)")
                 continue
             rel = self._next(f"corpus/{entry['package']}") + ".wav"
             write_wav(self.out / rel, wave)
             self.corpus.append({"audio": rel, "seconds": round(wave.size / SAMPLE_RATE, 3), **self._meta(entry)})
 
-    def _twin(self, frames: np.ndarray, signature: np.ndarray, signatures: np.ndarray, top: int = 5) -> str | None:
-        """The concept recording this clip is a copy of, if any (checked against the closest spectra only)."""
-        if not len(signatures):
+    def _signatures(self, among: list[int]) -> np.ndarray:
+        """The spectral signatures of the recordings ``among`` (indices), stacked for :meth:`_twin`."""
+        return np.stack([self.fingerprints[i][1] for i in among]) if among else np.zeros((0, 32), np.float32)
+
+    def _twin(self, frames: np.ndarray, signature: np.ndarray, among: list[int], signatures: np.ndarray,
+              top: int = 5) -> dict[str, Any] | None:
+        """The recording among ``among`` (with their stacked ``signatures``) this clip is a copy of, if any
+        (checked against the closest spectra only)."""
+        if not among:
             return None
         closeness = signatures @ signature
-        for i in np.argsort(-closeness)[:top]:
-            if closeness[i] >= 0.85 and similarity(frames, self.fingerprints[i][0]) >= DUPLICATE_SIMILARITY:
-                return self.recordings[i]["audio"]
+        for j in np.argsort(-closeness)[:top]:
+            i = among[j]
+            if closeness[j] >= 0.85 and similarity(frames, self.fingerprints[i][0]) >= DUPLICATE_SIMILARITY:
+                return self.recordings[i]
         return None
 
 
