@@ -12,6 +12,12 @@ gallery), per concept: the concepts that gained a source, the others, and all he
 
     python benchmarks/sources.py --world CACHE/world [--seeds 0 1 2] [--work DIR]
 
+``--added-source SOURCE`` measures a source the world already holds instead (the curated library,
+``scratch:media-library``; vetted files, ``<package>:named-files``): the arms are the world without that source's
+training rows and the world as prepared, so "gained" are the concepts it feeds.
+
+    python benchmarks/sources.py --world CACHE/world --added-source scratch:media-library --seeds 0 1
+
 About 2 min per head on 2 cores (six heads by default).
 """
 from __future__ import annotations
@@ -84,6 +90,26 @@ def more_sources_manifest(world_root: Path, out: Path) -> tuple[Path, dict[str, 
     return path, dict(added)
 
 
+def without_source_manifest(world_root: Path, source: str, out: Path) -> tuple[Path, dict[str, int]]:
+    """The world's manifest without the training rows of ``source`` (absolute paths), and what it removed."""
+    with open(world_root / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    removed = Counter(r["label"] for r in rows if r["source"] == source and r["split"] == "train")
+    if not removed:
+        raise SystemExit(f"{world_root / 'manifest.csv'}: no training rows with source {source!r}")
+    kept = [r for r in rows if not (r["source"] == source and r["split"] == "train")]
+    for r in kept:
+        r["audio"] = str(world_root / r["audio"])
+        r["image"] = "|".join(str(world_root / p) for p in r["image"].split("|") if p)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "manifest_without_source.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    return path, dict(removed)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", default=str(REPO / "assets" / "everyday"))
@@ -91,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--work", help="folder for the heads (default: a temporary one)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--added-source", help="compare the world without this source's training rows against the world")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -109,9 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     classifier = pipe.zero_shot_classifier(names)
     gallery_labels = [m["caption"] for m in pipe.index.meta if m["kind"] == "image"]
     test = [r for r in world.split("test") if world.concept(r.label).heard]
-    manifest, added = more_sources_manifest(world_root, work)
-    print("corpus files labelled:", ", ".join(f"{c} {n}" for c, n in added.items()), flush=True)
-    arms = {"world": ("the world's sources", world_root / "manifest.csv"), "more": ("+ labelled corpus files", manifest)}
+    if args.added_source:
+        manifest, added = without_source_manifest(world_root, args.added_source, work)
+        print(f"{args.added_source} training files:", ", ".join(f"{c} {n}" for c, n in added.items()), flush=True)
+        arms = {"without": (f"without {args.added_source}", manifest),
+                "world": ("the world as prepared", world_root / "manifest.csv")}
+    else:
+        manifest, added = more_sources_manifest(world_root, work)
+        print("corpus files labelled:", ", ".join(f"{c} {n}" for c, n in added.items()), flush=True)
+        arms = {"world": ("the world's sources", world_root / "manifest.csv"), "more": ("+ labelled corpus files", manifest)}
     settings = EverydaySettings()
 
     def score(model: WavBriVL) -> dict[str, Any]:

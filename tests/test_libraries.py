@@ -82,3 +82,20 @@ def test_the_committed_libraries_name_heard_concepts_and_train_only() -> None:
         assert all(a["split"] == "train" and a["source"] not in {concept["test_source"]} for a in added)
         assert all(a["licence"] == "CC-BY-SA-3.0" and a["md5"] for a in added)
     assert sum(len(c["audio"]) for c in merged["concepts"]) - sum(len(c["audio"]) for c in catalogue["concepts"]) == 35
+
+
+def test_the_sources_benchmark_takes_an_added_source_out_of_training_only(worlds, tmp_path: Path) -> None:
+    """``benchmarks/sources.py --added-source``'s control arm: the world less that source's training rows."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sources_benchmark", Path(__file__).parent.parent / "benchmarks" / "sources.py")
+    sources = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sources)
+    _, added = worlds
+    path, removed = sources.without_source_manifest(added, "a:library", tmp_path)
+    assert removed == {"buzz": 1}
+    kept = _rows(path)
+    assert len(kept) == len(_rows(added / "manifest.csv")) - 1 and not [r for r in kept if r["source"] == "a:library"]
+    assert all(Path(r["audio"]).is_file() for r in kept)
+    with pytest.raises(SystemExit, match="no training rows"):
+        sources.without_source_manifest(added, "nobody:library", tmp_path)
