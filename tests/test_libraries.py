@@ -99,3 +99,20 @@ def test_the_sources_benchmark_takes_an_added_source_out_of_training_only(worlds
     assert all(Path(r["audio"]).is_file() for r in kept)
     with pytest.raises(SystemExit, match="no training rows"):
         sources.without_source_manifest(added, "nobody:library", tmp_path)
+
+
+def test_the_committed_library_joins_the_world_only_when_asked_for() -> None:
+    """Scratch's library measured no gain (docs/EXPERIMENTS.md), so a default prepare rebuilds the committed bundle's
+    world without it; ``--libraries FILE`` adds it."""
+    import argparse
+
+    from wavbrivl.worlds.everyday.cli import select
+
+    def recordings(libraries: str | None) -> int:
+        args = argparse.Namespace(catalogue=None, corpus=None, packages=None, vetted=None, reduced=False, libraries=libraries)
+        catalogue, _, _ = select(args)
+        return sum(len(c["audio"]) for c in catalogue["concepts"])
+
+    assert recordings(str(HERE / "libraries.json")) == recordings(None) + 35
+    with pytest.raises(FileNotFoundError, match="no-such-libraries.json"):
+        recordings("no-such-libraries.json")

@@ -49,7 +49,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", help=argparse.SUPPRESS)
     p.add_argument("--packages", help=argparse.SUPPRESS)
     p.add_argument("--vetted", help=argparse.SUPPRESS)  # tests: a fixture vetted.json
-    p.add_argument("--libraries", help=argparse.SUPPRESS)  # tests: a fixture libraries.json
+    p.add_argument("--libraries", metavar="FILE",
+                   help="curated sound libraries whose recordings join their concepts as training sources, e.g. "
+                        "wavbrivl/worlds/everyday/libraries.json (Scratch 1.4's); none by default: measured, it did "
+                        "not improve the bundle (docs/EXPERIMENTS.md)")
 
 
 def select(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -57,8 +60,8 @@ def select(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any
     from .catalogue import HERE, load_corpus, load_json, reduced, with_libraries, with_vetted
 
     catalogue = load_json("catalogue.json", args.catalogue)
-    libraries = getattr(args, "libraries", None) or (None if args.catalogue else HERE / "libraries.json")
-    if libraries and Path(libraries).is_file():  # curated sound libraries: their own names are the labels
+    libraries = getattr(args, "libraries", None)
+    if libraries:  # curated sound libraries, only when asked for: their own names are the labels
         catalogue = with_libraries(catalogue, load_json("libraries.json", libraries))
     vetted = getattr(args, "vetted", None) or (None if args.catalogue else HERE / "vetted.json")
     if vetted and Path(vetted).is_file():  # name-labelled corpus files the listening models agreed with
