@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tests.everyday_fixtures import build_world_fixture, fetch_args
 from wavbrivl.aisfx import WHEEL_MEMBER
@@ -14,6 +17,8 @@ from wavbrivl.cli import main
 from wavbrivl.pairs import codec_rate
 from wavbrivl.pipeline import WavBriVLPipeline
 from wavbrivl.worlds.everyday.build import AISFX_WHEEL, EverydaySettings, build_everyday, head_config
+from wavbrivl.worlds.everyday.evaluate import world_judge
+from wavbrivl.worlds.everyday.world import EverydayWorld
 
 from .test_aisfx import fake_checkpoint
 from .tiny_text import make_text_package
@@ -72,6 +77,23 @@ def test_reduced_build_gives_a_bundle_that_serves(tmp_path):
     assert set(pipeline.classify(out / example.file)) == {"beep", "chirp", "buzz", "hum"}
     assert pipeline.generate(out / example.file).size == (32, 32)
     assert "| heard concepts, new sources |" in (out / "report.md").read_text()
+
+    # The drawing judge is the world's: trained once, kept in the world folder, reused by the next build's evaluation.
+    world = EverydayWorld.load(cache / "world")
+    kept = list((cache / "world" / "judges").glob("drawing-judge-32px-*.safetensors"))
+    assert len(kept) == 1
+    stamp = kept[0].stat().st_mtime_ns
+    again = world_judge(world, world.names, size=settings.judge_size, steps=settings.judge_steps, seed=settings.seed)
+    assert kept[0].stat().st_mtime_ns == stamp
+    state, stored = again.state_dict(), load_file(kept[0])
+    assert state.keys() == stored.keys() and all(torch.equal(state[k], stored[k]) for k in state)
+    # other settings train another judge; a world folder it cannot write to only loses the cache
+    world_judge(world, world.names, size=settings.judge_size, steps=settings.judge_steps + 1, seed=settings.seed)
+    assert len(list((cache / "world" / "judges").glob("*.safetensors"))) == 2
+    shutil.rmtree(cache / "world" / "judges")
+    (cache / "world" / "judges").write_text("not a folder")
+    judge = world_judge(world, world.names, size=settings.judge_size, steps=settings.judge_steps, seed=settings.seed)
+    assert all(torch.equal(judge.state_dict()[k], state[k]) for k in state)  # trained again, the same judge
 
 
 BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "everyday"
