@@ -64,22 +64,19 @@ def same_logits(size: int) -> float:
 
 
 def trained_judges(world_dir: str, widths: list[int], steps: int, size: int) -> None:
-    from wavbrivl.worlds.everyday.evaluate import averaged, judge_hits, train_judge
+    from wavbrivl.worlds.everyday.evaluate import judge_on_held_out_drawings, train_judge
     from wavbrivl.worlds.everyday.world import EverydayWorld, load_pictures
 
     world = EverydayWorld.load(world_dir)
-    names = world.names
     fit = [p for p in world.pictures if p.split == "fit"]
-    held = [p for p in world.pictures if p.split == "gallery"]
-    fit_pixels, held_pixels = load_pictures([p.path for p in fit], size), load_pictures([p.path for p in held], size)
-    held_labels = [p.label for p in held]
-    chance = {"top1": 1 / len(names), "top5": 5 / len(names)}
-    print(f"the judge trained on {len(fit)} real drawings, {steps} steps; {len(held)} held-out drawings, per concept:")
+    fit_pixels = load_pictures([p.path for p in fit], size)
+    print(f"the judge trained on {len(fit)} real drawings, {steps} steps; scored on the held-out drawings, per concept:")
     for width in widths:
         t = time.perf_counter()
-        judge = train_judge(fit_pixels, [names.index(p.label) for p in fit], len(names), steps=steps, width=width)
+        judge = train_judge(fit_pixels, [world.names.index(p.label) for p in fit], len(world.names), steps=steps,
+                            width=width)
         seconds = time.perf_counter() - t
-        score = averaged(judge_hits(judge, held_pixels, [names.index(x) for x in held_labels]), held_labels, chance)
+        score = judge_on_held_out_drawings(judge, world)
         print(f"  width {width:3d}: top-1 {score['top1']:.3f}, top-5 {score['top5']:.3f}; trained in {seconds:.0f} s",
               flush=True)
 

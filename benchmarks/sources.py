@@ -53,6 +53,20 @@ RULES = {
 SKIP = re.compile(r"reload")
 
 
+def write_absolute(world_root: Path, rows: list[dict[str, str]], path: Path) -> Path:
+    """``rows`` (world manifest rows) written to ``path`` with their audio and image paths made absolute, so the
+    trainer reads the world's files from a manifest kept elsewhere."""
+    for r in rows:
+        r["audio"] = str(world_root / r["audio"])
+        r["image"] = "|".join(str(world_root / p) for p in r["image"].split("|") if p)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def more_sources_manifest(world_root: Path, out: Path) -> tuple[Path, dict[str, int]]:
     """The world's manifest plus the corpus files :data:`RULES` names, as training rows (absolute paths)."""
     with open(world_root / "manifest.csv", newline="") as f:
@@ -66,9 +80,6 @@ def more_sources_manifest(world_root: Path, out: Path) -> tuple[Path, dict[str, 
         images.setdefault(r["label"], r["image"])
         heard[r["label"]] = r["heard"]
 
-    def absolute(paths: str) -> str:
-        return "|".join(str(world_root / p) for p in paths.split("|") if p)
-
     added: dict[str, int] = defaultdict(int)
     extra = []
     for concept, pattern in RULES.items():
@@ -79,15 +90,7 @@ def more_sources_manifest(world_root: Path, out: Path) -> tuple[Path, dict[str, 
                               "split": "train", "heard": heard[concept], "source": f"corpus:{c['package']}",
                               "package": c["package"], "version": c["version"], "licence": c["licence"], "kind": "recording"})
                 added[concept] += 1
-    for r in rows + extra:
-        r["audio"], r["image"] = str(world_root / r["audio"]), absolute(r["image"])
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "manifest_more_sources.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows + extra)
-    return path, dict(added)
+    return write_absolute(world_root, rows + extra, out / "manifest_more_sources.csv"), dict(added)
 
 
 def without_source_manifest(world_root: Path, source: str, out: Path) -> tuple[Path, dict[str, int]]:
@@ -98,16 +101,7 @@ def without_source_manifest(world_root: Path, source: str, out: Path) -> tuple[P
     if not removed:
         raise SystemExit(f"{world_root / 'manifest.csv'}: no training rows with source {source!r}")
     kept = [r for r in rows if not (r["source"] == source and r["split"] == "train")]
-    for r in kept:
-        r["audio"] = str(world_root / r["audio"])
-        r["image"] = "|".join(str(world_root / p) for p in r["image"].split("|") if p)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "manifest_without_source.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-    return path, dict(removed)
+    return write_absolute(world_root, kept, out / "manifest_without_source.csv"), dict(removed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,16 +83,16 @@ def test_reduced_build_gives_a_bundle_that_serves(tmp_path):
     kept = list((cache / "world" / "judges").glob("drawing-judge-32px-*.safetensors"))
     assert len(kept) == 1
     stamp = kept[0].stat().st_mtime_ns
-    again = world_judge(world, world.names, size=settings.judge_size, steps=settings.judge_steps, seed=settings.seed)
+    again = world_judge(world, size=settings.judge_size, steps=settings.judge_steps, seed=settings.seed)
     assert kept[0].stat().st_mtime_ns == stamp
     state, stored = again.state_dict(), load_file(kept[0])
     assert state.keys() == stored.keys() and all(torch.equal(state[k], stored[k]) for k in state)
     # other settings train another judge; a world folder it cannot write to only loses the cache
-    world_judge(world, world.names, size=settings.judge_size, steps=settings.judge_steps + 1, seed=settings.seed)
+    world_judge(world, size=settings.judge_size, steps=settings.judge_steps + 1, seed=settings.seed)
     assert len(list((cache / "world" / "judges").glob("*.safetensors"))) == 2
     shutil.rmtree(cache / "world" / "judges")
     (cache / "world" / "judges").write_text("not a folder")
-    judge = world_judge(world, world.names, size=settings.judge_size, steps=settings.judge_steps, seed=settings.seed)
+    judge = world_judge(world, size=settings.judge_size, steps=settings.judge_steps, seed=settings.seed)
     assert all(torch.equal(judge.state_dict()[k], state[k]) for k in state)  # trained again, the same judge
 
 

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -39,6 +38,7 @@ from ...bundle import Calibration
 from ...calibration import calibration_report, fit_calibration
 from ...judging import paint_and_judge, tower_judge
 from ...metrics import class_hits
+from ...timing import timed
 from ...zeroshot import ZeroShotClassifier
 from .backbone import augment_pictures
 from .world import load_pictures
@@ -85,17 +85,17 @@ def train_judge(pictures: torch.Tensor, labels: Sequence[int], n_classes: int, *
     return judge.eval()
 
 
-def world_judge(world, names: Sequence[str], *, size: int = 64, steps: int = 1500, seed: int = 0,
-                progress: bool = False) -> DrawingJudge:
+def world_judge(world, *, size: int = 64, steps: int = 1500, seed: int = 0, progress: bool = False) -> DrawingJudge:
     """The world's drawing judge, trained on its real ``fit`` drawings the first time and kept in
     ``<world>/judges/`` after that. It depends on nothing a build trains, so building again (another recipe, another
     seed of the head) reuses it instead of paying its training again (about 14.5 min at 64 px on two cores), and
     every build of the world is scored by the same instrument. The file is keyed by everything the judge is trained
     from (the decoded drawings, their labels, the concept list, steps, seed), so a new prepare or setting trains a
     new one; a world folder that cannot be written to only loses the cache."""
+    names = world.names
     fit = [p for p in world.pictures if p.split == "fit"]
     pixels = load_pictures([p.path for p in fit], size)
-    labels = [list(names).index(p.label) for p in fit]
+    labels = [names.index(p.label) for p in fit]
     key = hashlib.sha256(pixels.numpy().tobytes())
     key.update(json.dumps([labels, list(names), steps, seed, torch.__version__]).encode())
     path = Path(world.root) / "judges" / f"drawing-judge-{size}px-{key.hexdigest()[:16]}.safetensors"
@@ -104,9 +104,10 @@ def world_judge(world, names: Sequence[str], *, size: int = 64, steps: int = 150
         load_model(judge, str(path))
         log.info("drawing judge: the world's own, %s", path)
         return judge.eval()
-    t = time.perf_counter()
-    judge = train_judge(pixels, labels, len(names), steps=steps, seed=seed, progress=progress)
-    log.info("drawing judge trained on %d real drawings in %.0f s", len(fit), time.perf_counter() - t)
+    took: dict[str, float] = {}
+    with timed(took, "train"):
+        judge = train_judge(pixels, labels, len(names), steps=steps, seed=seed, progress=progress)
+    log.info("drawing judge trained on %d real drawings in %.0f s", len(fit), took["train"])
     try:
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".part")
@@ -115,6 +116,15 @@ def world_judge(world, names: Sequence[str], *, size: int = 64, steps: int = 150
     except OSError as exc:
         log.warning("drawing judge: could not keep it in %s (%s); the next build trains it again", path.parent, exc)
     return judge
+
+
+def judge_on_held_out_drawings(judge: DrawingJudge, world) -> dict[str, Any]:
+    """How well the judge names the world's held-out real drawings (the ``gallery`` split), per concept with chance:
+    what a generated picture's score is read against."""
+    held = [p for p in world.pictures if p.split == "gallery"]
+    labels = [p.label for p in held]
+    hits = judge_hits(judge, load_pictures([p.path for p in held], judge.size), [world.names.index(x) for x in labels])
+    return averaged(hits, labels, {"top1": 1 / len(world.names), "top5": 5 / len(world.names)})
 
 
 @torch.inference_mode()
@@ -258,19 +268,14 @@ def evaluate_bundle(bundle, world, *, seed: int = 0, judge_steps: int = 1500, ju
     top5 = pipeline.index.search(audio, 5, kind="image")
     classifier = pipeline.zero_shot_classifier(class_labels)
     probs = classifier.probabilities(audio)
-    held = [p for p in world.pictures if p.split == "gallery"]
-    size = judge_size
-    judge = world_judge(world, names, size=size, steps=judge_steps, seed=seed, progress=progress)
-    held_pixels = load_pictures([p.path for p in held], size)
-    held_labels = [p.label for p in held]
+    judge = world_judge(world, size=judge_size, steps=judge_steps, seed=seed, progress=progress)
     report: dict[str, Any] = {
         "concepts": {"heard": sum(c.heard for c in world.concepts), "never_heard": sum(not c.heard for c in world.concepts)},
         "skipped": [str(e) for _, e in embedded.errors],
         "gallery": {"pictures": len(gallery_labels), "concepts": len(set(gallery_labels))},
         "calibration": {"test": calibration_report(pipeline, audio, [label_of[r.label] for r in rows],
                                                    class_labels=class_labels)},
-        "judge_on_held_out_drawings": averaged(judge_hits(judge, held_pixels, [names.index(x) for x in held_labels]),
-                                               held_labels, {"top1": 1 / len(names), "top5": 5 / len(names)}),
+        "judge_on_held_out_drawings": judge_on_held_out_drawings(judge, world),
         "clips": [],
     }
     n = len(names)
